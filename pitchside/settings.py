@@ -1,0 +1,156 @@
+"""One typed settings object, read once from the environment and passed down.
+
+Nothing below ``__main__`` reads ``os.environ``: build :class:`Settings` with
+:meth:`Settings.from_env` at start-up and hand it to every service. Each bad value raises a
+:class:`~pitchside.errors.SettingsError` naming the variable, what it expects and what it got.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pitchside.errors import SettingsError
+
+T = TypeVar("T")
+
+#: Where the project's own default detector lives (see models/MODEL_CARD.md).
+REPO_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+DEFAULT_MODEL_NAME = "pitchside-football.onnx"
+
+
+def default_model_path() -> Path:
+    """The detector ``pitchside up`` serves when ``PITCHSIDE_MODEL`` is unset."""
+    return REPO_MODELS_DIR / DEFAULT_MODEL_NAME
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every knob of the service. Field docs name the environment variable that sets it."""
+
+    # Bus
+    redis_url: str | None = None  # REDIS_URL; None starts the embedded redis-server
+    frames_maxlen: int = 50  # PITCHSIDE_FRAMES_MAXLEN; about 2 s of 25 fps video
+    dets_maxlen: int = 500  # PITCHSIDE_DETS_MAXLEN
+    data_dir: Path = Path(".pitchside")  # PITCHSIDE_DATA_DIR; embedded Redis, uploads, runs
+
+    # Gateway
+    host: str = "127.0.0.1"  # PITCHSIDE_HOST
+    port: int = 8000  # PITCHSIDE_PORT
+    ws_queue: int = 4  # PITCHSIDE_WS_QUEUE; messages buffered per viewer before the oldest go
+    control_timeout_s: float = 10.0  # PITCHSIDE_CONTROL_TIMEOUT_S; wait for ingest's answer
+
+    # Ingest
+    jpeg_quality: int = 80  # PITCHSIDE_JPEG_QUALITY (1-100)
+    max_width: int | None = None  # PITCHSIDE_MAX_WIDTH; frames wider than this are downscaled
+    analyse_max_lag: int = 16  # PITCHSIDE_ANALYSE_MAX_LAG; analyse mode waits above this lag
+
+    # Workers
+    model: str | None = None  # PITCHSIDE_MODEL; None serves models/pitchside-football.onnx
+    workers: int = 1  # PITCHSIDE_WORKERS; worker processes started by `pitchside up`
+    conf: float = 0.25  # PITCHSIDE_CONF
+    iou: float = 0.45  # PITCHSIDE_IOU
+    imgsz: int = 640  # PITCHSIDE_IMGSZ; long side of the network input
+    batch_max: int = 4  # PITCHSIDE_BATCH; frames per inference batch at most
+    batch_timeout_ms: float = 5.0  # PITCHSIDE_BATCH_MS; wait this long to fill a batch
+    providers: str = "auto"  # PITCHSIDE_PROVIDERS; "auto" or a comma list of ORT providers
+    threads: int = 0  # PITCHSIDE_THREADS; ORT intra-op threads, 0 lets ORT choose
+    claim_idle_ms: int = 30_000  # PITCHSIDE_CLAIM_IDLE_MS; analyse entries idle this long are claimed
+
+    # Logging
+    log_level: str = "INFO"  # PITCHSIDE_LOG_LEVEL
+    log_json: bool = False  # PITCHSIDE_LOG_JSON
+
+    @property
+    def model_uri(self) -> str:
+        """The model to serve: ``PITCHSIDE_MODEL`` or the project's default detector."""
+        return self.model or str(default_model_path())
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some fields changed (settings are immutable)."""
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read every setting from ``env`` (default: ``os.environ``), validating each.
+
+        Raises:
+            SettingsError: a variable holds a value of the wrong type or out of range.
+        """
+        env = os.environ if env is None else env
+        r = _Reader(env)
+        settings = cls(
+            redis_url=env.get("REDIS_URL") or None,
+            frames_maxlen=r.get("PITCHSIDE_FRAMES_MAXLEN", int, 50, lo=2),
+            dets_maxlen=r.get("PITCHSIDE_DETS_MAXLEN", int, 500, lo=2),
+            data_dir=Path(env.get("PITCHSIDE_DATA_DIR") or ".pitchside"),
+            host=env.get("PITCHSIDE_HOST") or "127.0.0.1",
+            port=r.get("PITCHSIDE_PORT", int, 8000, lo=0, hi=65535),
+            ws_queue=r.get("PITCHSIDE_WS_QUEUE", int, 4, lo=1, hi=1000),
+            control_timeout_s=r.get("PITCHSIDE_CONTROL_TIMEOUT_S", float, 10.0, lo=0.1),
+            jpeg_quality=r.get("PITCHSIDE_JPEG_QUALITY", int, 80, lo=1, hi=100),
+            max_width=r.get("PITCHSIDE_MAX_WIDTH", int, 0, lo=0) or None,
+            analyse_max_lag=r.get("PITCHSIDE_ANALYSE_MAX_LAG", int, 16, lo=1),
+            model=env.get("PITCHSIDE_MODEL") or None,
+            workers=r.get("PITCHSIDE_WORKERS", int, 1, lo=0, hi=256),
+            conf=r.get("PITCHSIDE_CONF", float, 0.25, lo=0.0, hi=1.0),
+            iou=r.get("PITCHSIDE_IOU", float, 0.45, lo=0.0, hi=1.0),
+            imgsz=r.get("PITCHSIDE_IMGSZ", int, 640, lo=32, hi=4096),
+            batch_max=r.get("PITCHSIDE_BATCH", int, 4, lo=1, hi=256),
+            batch_timeout_ms=r.get("PITCHSIDE_BATCH_MS", float, 5.0, lo=0.0, hi=10_000.0),
+            providers=env.get("PITCHSIDE_PROVIDERS") or "auto",
+            threads=r.get("PITCHSIDE_THREADS", int, 0, lo=0, hi=256),
+            claim_idle_ms=r.get("PITCHSIDE_CLAIM_IDLE_MS", int, 30_000, lo=100),
+            log_level=r.choice("PITCHSIDE_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
+            log_json=r.get("PITCHSIDE_LOG_JSON", _parse_bool, False),
+        )
+        if settings.imgsz % 32:
+            raise SettingsError(f"PITCHSIDE_IMGSZ must be a multiple of 32, got {settings.imgsz}")
+        return settings
+
+
+def _parse_bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)
+
+
+class _Reader:
+    """Casts and range-checks one variable at a time, with a message naming it."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def get(
+        self,
+        name: str,
+        cast: Callable[[str], T],
+        default: T,
+        lo: float | None = None,
+        hi: float | None = None,
+    ) -> T:
+        raw = self._env.get(name)
+        if raw is None or raw.strip() == "":
+            return default
+        kind = {int: "an integer", float: "a number"}.get(cast, "true or false")  # type: ignore[call-overload]
+        try:
+            value = cast(raw.strip())
+        except ValueError:
+            raise SettingsError(f"{name} must be {kind}, got {raw!r}") from None
+        if (lo is not None and value < lo) or (hi is not None and value > hi):  # type: ignore[operator]
+            bounds = f"at least {lo}" if hi is None else f"between {lo} and {hi}"
+            raise SettingsError(f"{name} must be {bounds}, got {raw!r}")
+        return value
+
+    def choice(self, name: str, allowed: tuple[str, ...], default: str) -> str:
+        raw = (self._env.get(name) or default).strip().upper()
+        if raw not in allowed:
+            raise SettingsError(f"{name} must be one of {', '.join(allowed)}, got {raw!r}")
+        return raw
