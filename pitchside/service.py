@@ -7,7 +7,7 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable
 
-from pitchside.errors import PitchsideError
+from pitchside.errors import ModelError, PitchsideError, SettingsError
 from pitchside.logs import setup_logging
 from pitchside.settings import Settings
 
@@ -37,9 +37,12 @@ def run_service(name: str, serve: Serve, settings: Settings) -> int:
 
     try:
         asyncio.run(main())
-    except PitchsideError as exc:
+    except (SettingsError, ModelError) as exc:
         log.error("%s cannot run: %s", name, exc)
-        return EXIT_CONFIG if exc.status == 500 else EXIT_ERROR
+        return EXIT_CONFIG
+    except PitchsideError as exc:
+        log.error("%s stopped: %s", name, exc)
+        return EXIT_ERROR
     except Exception:
         log.exception("%s crashed", name)
         return EXIT_ERROR
