@@ -231,7 +231,9 @@ class DetsMsg:
     ts_capture: int
     w: int
     h: int
-    model: str  # id of the model in service, e.g. "pitchside-football.onnx" or "football-detector/3"
+    model: (
+        str  # id of the model in service, e.g. "pitchside-football.onnx" or "football-detector/3"
+    )
     detections: list[dict[str, Any]]  # Detection.to_dict() items
     timings: dict[str, int]
     worker: str = ""

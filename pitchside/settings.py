@@ -59,7 +59,12 @@ class Settings:
     batch_timeout_ms: float = 5.0  # PITCHSIDE_BATCH_MS; wait this long to fill a batch
     providers: str = "auto"  # PITCHSIDE_PROVIDERS; "auto" or a comma list of ORT providers
     threads: int = 0  # PITCHSIDE_THREADS; ORT intra-op threads, 0 lets ORT choose
-    claim_idle_ms: int = 30_000  # PITCHSIDE_CLAIM_IDLE_MS; analyse entries idle this long are claimed
+    claim_idle_ms: int = (
+        30_000  # PITCHSIDE_CLAIM_IDLE_MS; analyse entries idle this long are claimed
+    )
+
+    # Training
+    mlflow_tracking_uri: str | None = None  # MLFLOW_TRACKING_URI; None: sqlite under data_dir
 
     # Logging
     log_level: str = "INFO"  # PITCHSIDE_LOG_LEVEL
@@ -69,6 +74,11 @@ class Settings:
     def model_uri(self) -> str:
         """The model to serve: ``PITCHSIDE_MODEL`` or the project's default detector."""
         return self.model or str(default_model_path())
+
+    @property
+    def tracking_uri(self) -> str:
+        """MLflow tracking store: ``MLFLOW_TRACKING_URI`` or a sqlite file in the data dir."""
+        return self.mlflow_tracking_uri or f"sqlite:///{(self.data_dir / 'mlflow.db').resolve()}"
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with some fields changed (settings are immutable)."""
@@ -105,7 +115,10 @@ class Settings:
             providers=env.get("PITCHSIDE_PROVIDERS") or "auto",
             threads=r.get("PITCHSIDE_THREADS", int, 0, lo=0, hi=256),
             claim_idle_ms=r.get("PITCHSIDE_CLAIM_IDLE_MS", int, 30_000, lo=100),
-            log_level=r.choice("PITCHSIDE_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"),
+            mlflow_tracking_uri=env.get("MLFLOW_TRACKING_URI") or None,
+            log_level=r.choice(
+                "PITCHSIDE_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"
+            ),
             log_json=r.get("PITCHSIDE_LOG_JSON", _parse_bool, False),
         )
         if settings.imgsz % 32:

@@ -1,0 +1,57 @@
+"""``pitchside models``: list registry versions, aliases and scores; promote a run's model."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from pitchside.logs import setup_logging
+from pitchside.settings import Settings
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action")
+    sub.add_parser("list", help="versions, aliases and test scores (the default)")
+    promote = sub.add_parser("promote", help="evaluate a run's ONNX against the champion")
+    promote.add_argument("run_id")
+    promote.add_argument("--data", type=Path, required=True, help="data.yaml of the data set")
+    promote.add_argument("--onnx", type=Path, required=True, help="the run's exported ONNX")
+    promote.add_argument("--split", default="test", choices=("val", "test"))
+    promote.add_argument("--imgsz", type=int, default=640)
+    promote.add_argument("--max-class-drop", type=float, default=0.02)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    setup_logging(settings, "models")
+    if args.action == "promote":
+        from training.promote import promote
+
+        outcome = promote(args.run_id, args.onnx, args.data, settings, split=args.split,
+                          imgsz=args.imgsz, max_class_drop=args.max_class_drop)  # fmt: skip
+        print("\n".join(outcome.decision.reasons))
+        champion = outcome.version if outcome.decision.promote else outcome.champion_version
+        print(f"registered as version {outcome.version}; champion: {champion}")
+        return 0
+    print(list_versions(settings))
+    return 0
+
+
+def list_versions(settings: Settings) -> str:
+    from training.tracking import REGISTERED_MODEL, mlflow_client
+
+    mlflow = mlflow_client(settings)
+    client = mlflow.MlflowClient()
+    versions = client.search_model_versions(f"name='{REGISTERED_MODEL}'")
+    if not versions:
+        return f"no versions of {REGISTERED_MODEL} in {settings.tracking_uri}"
+    lines = [f"{'version':>7}  {'aliases':<12}{'mAP50':>7}{'mAP50-95':>9}  run"]
+    for v in sorted(versions, key=lambda v: int(v.version)):
+        tags = v.tags or {}
+        score = {
+            k.split("/", 1)[1]: val for k, val in tags.items() if "/" in k and k.count("/") == 1
+        }
+        aliases = ",".join(v.aliases) or "-"
+        map50, map50_95 = score.get("map50", "-"), score.get("map50_95", "-")
+        lines.append(f"{v.version:>7}  {aliases:<12}{map50:>7}{map50_95:>9}  {v.run_id}")
+    return "\n".join(lines)

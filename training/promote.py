@@ -1,0 +1,145 @@
+"""Champion/challenger: register a candidate and move the ``champion`` alias only if it wins.
+
+The decision (:func:`decide`) is pure and tested without MLflow. :func:`promote` evaluates the
+candidate and the current champion on the same held-out split, logs both sets of figures and
+the decision to the candidate's run, registers the candidate as a new version of
+``football-detector`` and moves the alias when the decision says so.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from pitchside.errors import PitchsideError
+from pitchside.settings import Settings
+from training.evaluate import EvalResult, evaluate, format_table
+from training.tracking import CHAMPION, REGISTERED_MODEL, mlflow_client
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_CLASS_DROP = 0.02
+
+
+class EvaluationError(PitchsideError):
+    code = "evaluation_mismatch"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    promote: bool
+    reasons: list[str]
+
+
+def decide(
+    candidate: EvalResult,
+    champion: EvalResult | None,
+    max_class_drop: float = DEFAULT_MAX_CLASS_DROP,
+) -> Decision:
+    """Promote when mAP50-95 is higher and no class's AP50 falls by more than ``max_class_drop``.
+
+    Raises:
+        EvaluationError: the two were scored on different splits (different images or labels).
+    """
+    if champion is None:
+        return Decision(True, ["no champion yet: the first candidate becomes champion"])
+    if candidate.split_sha256 != champion.split_sha256:
+        raise EvaluationError("candidate and champion were scored on different held-out splits")
+    reasons = []
+    gain = candidate.map50_95 - champion.map50_95
+    better = gain > 0
+    reasons.append(
+        f"mAP50-95 {candidate.map50_95:.4f} vs champion {champion.map50_95:.4f} ({gain:+.4f})"
+    )
+    regressed = []
+    for name, champ_cls in champion.per_class.items():
+        cand_cls = candidate.per_class.get(name)
+        cand_ap50 = cand_cls.ap50 if cand_cls else 0.0
+        drop = champ_cls.ap50 - cand_ap50
+        if drop > max_class_drop:
+            regressed.append(name)
+            reasons.append(
+                f"{name} AP50 fell {drop:.4f} ({champ_cls.ap50:.4f} -> {cand_ap50:.4f}), "
+                f"more than the allowed {max_class_drop:.4f}"
+            )
+    if not better:
+        reasons.append("not promoted: mAP50-95 is not higher")
+    if regressed:
+        reasons.append(f"not promoted: {', '.join(regressed)} regressed")
+    if better and not regressed:
+        reasons.append("promoted: higher mAP50-95 and no class regressed beyond the margin")
+    return Decision(better and not regressed, reasons)
+
+
+@dataclass(frozen=True, slots=True)
+class PromotionOutcome:
+    decision: Decision
+    version: str  # the candidate's new registry version
+    champion_version: str | None  # the champion it was compared with
+    candidate: EvalResult
+    champion: EvalResult | None
+
+
+def champion_model_file(settings: Settings) -> tuple[str, Path] | None:
+    """(version, local ONNX path) of the current champion, downloaded; None if there is none."""
+    mlflow = mlflow_client(settings)
+    client = mlflow.MlflowClient()
+    try:
+        version = client.get_model_version_by_alias(REGISTERED_MODEL, CHAMPION)
+    except mlflow.exceptions.MlflowException:
+        return None
+    dest = settings.data_dir / "models" / f"{REGISTERED_MODEL}-v{version.version}"
+    local = Path(
+        mlflow.artifacts.download_artifacts(artifact_uri=version.source, dst_path=str(dest))
+    )
+    onnx = local if local.suffix == ".onnx" else next(local.rglob("*.onnx"))
+    return version.version, onnx
+
+
+def promote(
+    run_id: str,
+    candidate_onnx: Path,
+    data_yaml: Path,
+    settings: Settings,
+    split: str = "test",
+    imgsz: int = 640,
+    max_class_drop: float = DEFAULT_MAX_CLASS_DROP,
+) -> PromotionOutcome:
+    """Evaluate, register and maybe promote the candidate ONNX logged by run ``run_id``."""
+    mlflow = mlflow_client(settings)
+    client = mlflow.MlflowClient()
+    cand = evaluate(candidate_onnx, data_yaml, settings, split=split, imgsz=imgsz)
+    current = champion_model_file(settings)
+    champ = None
+    if current is not None:
+        champ = evaluate(current[1], data_yaml, settings, split=split, imgsz=imgsz)
+    decision = decide(cand, champ, max_class_drop)
+    log.info("%s\n%s", format_table([r for r in (cand, champ) if r]), "\n".join(decision.reasons))
+
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_metrics(cand.flat_metrics(f"{split}/"))
+        if champ is not None:
+            mlflow.log_metrics(champ.flat_metrics(f"{split}/champion/"))
+        with tempfile.TemporaryDirectory() as tmp:
+            report = Path(tmp) / "promotion.json"
+            report.write_text(json.dumps({
+                "decision": asdict(decision),
+                "champion_version": current[0] if current else None,
+                "candidate": cand.to_dict(),
+                "champion": champ.to_dict() if champ else None,
+            }, indent=2))  # fmt: skip
+            mlflow.log_artifact(str(report), artifact_path="promotion")
+        mlflow.set_tag("promoted", str(decision.promote).lower())
+
+    source = f"runs:/{run_id}/weights/{candidate_onnx.name}"
+    version = mlflow.register_model(source, REGISTERED_MODEL).version
+    for key, value in cand.flat_metrics(f"{split}/").items():
+        client.set_model_version_tag(REGISTERED_MODEL, version, key, f"{value:.4f}")
+    client.set_model_version_tag(REGISTERED_MODEL, version, "split_sha256", cand.split_sha256)
+    if decision.promote:
+        client.set_registered_model_alias(REGISTERED_MODEL, CHAMPION, version)
+        log.info("version %s of %s is the new champion", version, REGISTERED_MODEL)
+    return PromotionOutcome(decision, str(version), current[0] if current else None, cand, champ)

@@ -1,0 +1,53 @@
+"""MLflow plumbing shared by train, evaluate and promote. ``mlflow`` is imported lazily (~2 s)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from types import ModuleType
+
+from pitchside.settings import Settings
+
+EXPERIMENT = "football-detector"
+REGISTERED_MODEL = "football-detector"
+CHAMPION = "champion"
+
+
+def mlflow_client(settings: Settings, experiment: str = EXPERIMENT) -> ModuleType:
+    """Return the ``mlflow`` module pointed at the configured store and experiment.
+
+    With the default sqlite store, artifacts go to ``<data_dir>/mlartifacts`` rather than to a
+    ``mlruns`` folder in whatever directory the command was started from.
+    """
+    import mlflow
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    if mlflow.get_experiment_by_name(experiment) is None:
+        location = None
+        if settings.mlflow_tracking_uri is None:
+            location = (settings.data_dir / "mlartifacts").resolve().as_uri()
+        mlflow.create_experiment(experiment, artifact_location=location)
+    mlflow.set_experiment(experiment)
+    return mlflow
+
+
+def code_version() -> str:
+    """The git commit of this checkout (``+dirty`` when modified), else the package version."""
+    from pitchside import __version__
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return __version__
+    return f"{sha}+dirty" if dirty else sha
