@@ -1,0 +1,266 @@
+"""One stream's life: decode, encode, pace, publish, and report its state in the registry.
+
+States (``pitchside.schema.StreamState``): the service writes STARTING when it accepts a
+stream; the runner writes LIVE at the first published frame (with fps and the published JPEG
+size), updates the frame count about once a second, and ends in ENDED (a file without loop ran
+out), FAILED (decoding failed, or the no-frames watchdog fired: no frame from the source for
+``watchdog_s``) or STOPPED (its ``stop`` event was set, or it was cancelled).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from ingest.encode import JpegEncoder
+from ingest.file_source import DecodedFrame, FileSource, SourceInfo, open_source
+from ingest.metrics import FRAMES_PUBLISHED, STAGE_SECONDS, STREAMS_ACTIVE
+from ingest.pacing import Pacer
+from ingest.publisher import FramePublisher
+from pitchside import registry
+from pitchside.errors import SourceError
+from pitchside.schema import (
+    WORKERS_GROUP,
+    FrameMsg,
+    Mode,
+    StreamInfo,
+    StreamState,
+    dets_key,
+    frames_key,
+)
+from pitchside.settings import Settings
+
+log = logging.getLogger(__name__)
+
+NO_FRAMES_TIMEOUT_S = 10.0  # the watchdog: a source silent this long has failed
+REGISTRY_EVERY_S = 1.0  # how often the frame count in the registry is refreshed
+THREAD_STOP_S = 2.0  # how long closing a source waits for its decode thread
+
+
+class NoFramesError(Exception):
+    """The watchdog fired: the source delivered no frame for too long."""
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedFrame:
+    """A frame ready to publish, made on the decode thread."""
+
+    jpeg: bytes
+    width: int
+    height: int
+    pts_ns: int
+    decoded_ns: int
+
+
+class _Stopped:
+    """Marker: the stop event was set while waiting for a frame."""
+
+
+_STOPPED = _Stopped()
+
+
+class StreamRunner:
+    """Runs one stream from its source to its frames stream until it ends, fails or stops.
+
+    Set :attr:`stop` to stop it; :meth:`run` then writes STOPPED and returns.
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        settings: Settings,
+        info: StreamInfo,
+        source: str,
+        probed: SourceInfo | None = None,
+        *,
+        watchdog_s: float = NO_FRAMES_TIMEOUT_S,
+    ) -> None:
+        """Create the runner of one accepted stream.
+
+        Args:
+            redis: client of the bus.
+            settings: ``jpeg_quality``, ``max_width``, ``frames_maxlen``, ``analyse_max_lag``.
+            info: the registry entry (source already redacted); updated in place.
+            source: the source as given, unredacted (never logged).
+            probed: what the probe found; its fps goes into the registry.
+            watchdog_s: fail the stream after this long without a frame from the source.
+        """
+        self.stop = asyncio.Event()
+        self.info = info
+        self._redis = redis
+        self._settings = settings
+        self._source = source
+        self._probed = probed
+        self._watchdog_s = watchdog_s
+        self._encoder = JpegEncoder(settings.jpeg_quality, settings.max_width)
+        self._log_extra = {"sid": info.sid}
+        self._registry_at = 0.0  # monotonic time of the last registry write of the count
+
+    @property
+    def sid(self) -> str:
+        return self.info.sid
+
+    async def run(self) -> StreamState:
+        """Run the stream to its end and record the final state in the registry.
+
+        Returns:
+            The final state: ENDED, FAILED or STOPPED. Never raises except on cancellation
+            (after writing STOPPED).
+        """
+        STREAMS_ACTIVE.inc()
+        state, error = StreamState.STOPPED, None
+        try:
+            await self._reset_keys()
+            state = await self._pump()
+        except (SourceError, NoFramesError) as exc:
+            state, error = StreamState.FAILED, str(exc)
+        except asyncio.CancelledError:
+            state = StreamState.STOPPED
+            raise
+        except Exception as exc:  # one stream's failure must not disturb the others
+            log.exception("stream %s crashed", self.sid, extra=self._log_extra)
+            state, error = StreamState.FAILED, f"internal error: {type(exc).__name__}: {exc}"
+        finally:
+            STREAMS_ACTIVE.dec()
+            await self._finish(state, error)
+        return state
+
+    async def _reset_keys(self) -> None:
+        key = frames_key(self.sid)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(key, dets_key(self.sid))  # a sid can be reused: start clean
+            pipe.xgroup_create(key, WORKERS_GROUP, id="0", mkstream=True)
+            await pipe.execute()
+
+    async def _pump(self) -> StreamState:
+        publisher = FramePublisher(self._redis, self.sid, self._settings, self.info.mode, self.stop)
+        pacer = Pacer()
+        seq = 0
+        stop_wait = asyncio.ensure_future(self.stop.wait())
+        source = open_source(self._source, self._prepare, loop=self.info.loop, sid=self.sid)
+        try:
+            async with source:
+                progress_at = time.monotonic()
+                while not self.stop.is_set():
+                    remaining = progress_at + self._watchdog_s - time.monotonic()
+                    frame = await self._next(source, stop_wait, remaining)
+                    if frame is None:
+                        return StreamState.ENDED
+                    if isinstance(frame, _Stopped):
+                        break
+                    ts_capture = await self._capture_time(pacer, frame)
+                    if ts_capture is None:
+                        break
+                    msg = FrameMsg(
+                        seq=seq,
+                        pts_ns=frame.pts_ns,
+                        ts_capture=ts_capture,
+                        ts_publish=0,  # stamped by the publisher just before XADD
+                        w=frame.width,
+                        h=frame.height,
+                        img=frame.jpeg,
+                    )
+                    if await publisher.publish(msg) is None:
+                        break
+                    seq += 1
+                    await self._published(seq, frame)
+                    progress_at = time.monotonic()
+        finally:
+            stop_wait.cancel()
+        return StreamState.STOPPED
+
+    async def _next(
+        self,
+        source: FileSource[PreparedFrame],
+        stop_wait: asyncio.Future[bool],
+        timeout_s: float,
+    ) -> PreparedFrame | None | _Stopped:
+        """The next frame, None at the end, _STOPPED on stop; NoFramesError on the deadline."""
+        getter = asyncio.ensure_future(source.get())
+        done, _ = await asyncio.wait(
+            {getter, stop_wait}, timeout=max(timeout_s, 0.0), return_when=asyncio.FIRST_COMPLETED
+        )
+        if getter in done:
+            return getter.result()
+        getter.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await getter
+        if stop_wait in done:
+            return _STOPPED
+        raise NoFramesError(f"no frame from the source for {self._watchdog_s:g} s")
+
+    async def _capture_time(self, pacer: Pacer, frame: PreparedFrame) -> int | None:
+        """``ts_capture`` of ``frame``: when it was decoded (analyse) or due (live, after
+        waiting for it); None when the stream was stopped while waiting."""
+        if self.info.mode is Mode.LIVE:
+            return await self._wait_until_due(pacer, frame.pts_ns)
+        return frame.decoded_ns
+
+    async def _published(self, count: int, frame: PreparedFrame) -> None:
+        """Count a published frame; LIVE at the first, the registry's count about once a second."""
+        FRAMES_PUBLISHED.labels(mode=self.info.mode.value).inc()
+        self.info.frames = count
+        if count == 1:
+            await self._went_live(frame)
+        elif time.monotonic() - self._registry_at < REGISTRY_EVERY_S:
+            return
+        await registry.put(self._redis, self.info)
+        self._registry_at = time.monotonic()
+
+    async def _wait_until_due(self, pacer: Pacer, pts_ns: int) -> int | None:
+        """Sleep until the frame is due; its epoch-ns due time, or None if stopped meanwhile.
+
+        A frame that is already due (the decoder ran late, within the pacer's tolerance) is
+        not delayed, and its due time stays in the past: latency measured from ``ts_capture``
+        includes the lateness of ingest.
+        """
+        mono_ns = time.monotonic_ns()
+        delay_ns = pacer.due(pts_ns, mono_ns) - mono_ns
+        ts_capture = time.time_ns() + delay_ns
+        if delay_ns > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), delay_ns / 1e9)
+            if self.stop.is_set():
+                return None
+        return ts_capture
+
+    async def _went_live(self, frame: PreparedFrame) -> None:
+        self.info.state = StreamState.LIVE
+        self.info.width, self.info.height = frame.width, frame.height
+        if self._probed is not None and self._probed.fps:
+            self.info.fps = round(self._probed.fps, 3)
+        log.info(
+            "stream %s live: %dx%d at %s fps (%s)",
+            self.sid, frame.width, frame.height, self.info.fps, self.info.mode.value,
+            extra=self._log_extra,
+        )  # fmt: skip
+
+    async def _finish(self, state: StreamState, error: str | None) -> None:
+        self.info.state, self.info.error = state, error
+        if state is StreamState.FAILED:
+            log.warning("stream %s failed: %s", self.sid, error, extra=self._log_extra)
+        else:
+            log.info(
+                "stream %s %s after %d frames",
+                self.sid, state.value, self.info.frames, extra=self._log_extra,
+            )  # fmt: skip
+        try:
+            await registry.put(self._redis, self.info)
+        except Exception:  # the bus is gone; the state is lost with it, keep shutting down
+            log.exception(
+                "could not record %s for stream %s", state.value, self.sid, extra=self._log_extra
+            )
+
+    # -- on the decode thread ----------------------------------------------------------------
+
+    def _prepare(self, frame: DecodedFrame) -> PreparedFrame:
+        started = time.perf_counter()
+        image = self._encoder.encode(frame.bgr)
+        STAGE_SECONDS.labels(stage="encode").observe(time.perf_counter() - started)
+        STAGE_SECONDS.labels(stage="decode").observe(frame.decode_s)
+        return PreparedFrame(image.jpeg, image.width, image.height, frame.pts_ns, frame.decoded_ns)

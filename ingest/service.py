@@ -1,0 +1,283 @@
+"""The ingest service: obey start/stop commands from the control stream, run one task per stream.
+
+Commands arrive on ``pitchside:control`` (consumer group ``ingest``, one consumer per
+process); each gets one :class:`~pitchside.schema.ControlReply` on its reply key and is
+acknowledged, malformed ones included. The service announces itself with a heartbeat key
+(``health_key("ingest", name)``), first written once its consumer group exists: a client that
+sees the heartbeat may send commands. On stop, every running stream ends STOPPED and its
+task and decode thread end within ``STOP_DEADLINE_S``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from ingest.file_source import probe_in_thread
+from ingest.runner import StreamRunner
+from pitchside import registry
+from pitchside.embedded_redis import redis_url_or_embedded
+from pitchside.errors import (
+    PitchsideError,
+    SchemaError,
+    SourceError,
+    StreamExistsError,
+    StreamNotFoundError,
+)
+from pitchside.redact import redact_url
+from pitchside.schema import (
+    CONTROL_KEY,
+    HEALTH_TTL_S,
+    INGEST_GROUP,
+    REPLY_TTL_S,
+    Command,
+    ControlMsg,
+    ControlReply,
+    StreamInfo,
+    StreamState,
+    health_key,
+    now_ns,
+    reply_key,
+    validate_sid,
+)
+from pitchside.settings import Settings
+
+log = logging.getLogger(__name__)
+
+STOP_DEADLINE_S = 5.0  # a stopping stream gets this long before its task is cancelled
+HEARTBEAT_EVERY_S = 2.0  # a third of HEALTH_TTL_S
+READ_BLOCK_MS = 500  # XREADGROUP block: also how fast the service notices its stop event
+READ_COUNT = 16
+
+
+def default_name() -> str:
+    """This process's consumer and heartbeat name: ``ingest-<hostname>-<pid>``."""
+    return f"ingest-{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclass(slots=True)
+class _Running:
+    runner: StreamRunner
+    task: asyncio.Task[StreamState]
+
+
+class IngestService:
+    """Consumes control commands and runs the streams they start.
+
+    A failure in one stream (or one command) never disturbs the others.
+    """
+
+    def __init__(self, settings: Settings, redis: Redis, name: str) -> None:
+        """Create the service.
+
+        Args:
+            settings: passed down to every stream.
+            redis: client of the bus (not closed by the service).
+            name: consumer name in the ``ingest`` group and heartbeat id; unique per process.
+        """
+        self._settings = settings
+        self._redis = redis
+        self._name = name
+        self._health_key = health_key("ingest", name)
+        self._runs: dict[str, _Running] = {}
+
+    @property
+    def running(self) -> list[str]:
+        """Ids of the streams this service is running now."""
+        return sorted(self._runs)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve commands until ``stop`` is set, then stop every stream and clean up."""
+        await self._ensure_group()
+        await self._beat()
+        heartbeat = asyncio.create_task(self._heartbeat(stop), name=f"{self._name}-heartbeat")
+        log.info("ingest %s ready", self._name)
+        try:
+            while not stop.is_set():
+                for entry_id, fields in await self._read():
+                    await self._handle(entry_id, fields)
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+            await self.shutdown()
+            try:
+                await self._redis.delete(self._health_key)
+            except Exception:  # the bus went away: the key expires by itself
+                log.warning("could not delete heartbeat %s", self._health_key, exc_info=True)
+            log.info("ingest %s stopped", self._name)
+
+    async def shutdown(self) -> None:
+        """Stop every running stream (STOPPED) within the deadline."""
+        runs = list(self._runs.values())
+        if runs:
+            log.info("stopping %d streams", len(runs))
+            await asyncio.gather(*(self._stop_stream(r) for r in runs))
+
+    # -- control stream ----------------------------------------------------------------------
+
+    async def _ensure_group(self) -> None:
+        try:
+            await self._redis.xgroup_create(CONTROL_KEY, INGEST_GROUP, id="$", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def _read(self) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        try:
+            reply = await self._redis.xreadgroup(
+                INGEST_GROUP, self._name, {CONTROL_KEY: ">"}, count=READ_COUNT, block=READ_BLOCK_MS
+            )
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            log.warning("control stream or group vanished; creating it again")
+            await self._ensure_group()
+            return []
+        return [entry for _key, entries in reply or [] for entry in entries]
+
+    async def _handle(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
+        request_id = _request_id(fields)
+        try:
+            try:
+                msg = ControlMsg.from_fields(fields)
+            except SchemaError as exc:
+                log.warning("malformed control entry %s: %s", entry_id.decode(), exc)
+                reply = ControlReply(ok=False, error=str(exc), status=400)
+            else:
+                reply = await self._dispatch(msg)
+            if request_id:
+                await self._reply(request_id, reply)
+        except Exception:  # one bad command must not stop the service
+            log.exception("control entry %s failed", entry_id.decode())
+            if request_id:
+                with contextlib.suppress(Exception):
+                    await self._reply(request_id, ControlReply(False, "internal error", 500))
+        finally:
+            await self._redis.xack(CONTROL_KEY, INGEST_GROUP, entry_id)
+
+    async def _dispatch(self, msg: ControlMsg) -> ControlReply:
+        try:
+            if msg.cmd is Command.START:
+                return await self._start(msg)
+            return await self._stop(msg)
+        except PitchsideError as exc:
+            return ControlReply(ok=False, error=str(exc), status=exc.status)
+
+    async def _reply(self, request_id: str, reply: ControlReply) -> None:
+        key = reply_key(request_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.lpush(key, reply.to_json())
+            pipe.expire(key, REPLY_TTL_S)
+            await pipe.execute()
+
+    # -- commands ----------------------------------------------------------------------------
+
+    async def _start(self, msg: ControlMsg) -> ControlReply:
+        sid = validate_sid(msg.sid)
+        extra = {"sid": sid}
+        if sid in self._runs:
+            raise StreamExistsError(f"stream {sid!r} is already running")
+        with contextlib.suppress(StreamNotFoundError):
+            known = await registry.get(self._redis, sid)
+            if known.state.active:
+                raise StreamExistsError(f"stream {sid!r} is already {known.state.value}")
+        info = StreamInfo(sid=sid, source=redact_url(msg.source), mode=msg.mode, loop=msg.loop)
+        try:
+            probed = await probe_in_thread(msg.source)
+        except SourceError as exc:
+            info.state, info.error = StreamState.FAILED, str(exc)
+            await registry.put(self._redis, info)
+            log.warning("stream %s refused: %s", sid, exc, extra=extra)
+            raise
+        await registry.put(self._redis, info)
+        runner = StreamRunner(self._redis, self._settings, info, msg.source, probed)
+        task = asyncio.create_task(runner.run(), name=f"ingest-stream-{sid}")
+        self._runs[sid] = _Running(runner, task)
+        task.add_done_callback(lambda done: self._forget(sid, done))
+        log.info(
+            "stream %s accepted: %s, %s, %dx%d %s",
+            sid, info.source, msg.mode.value, probed.width, probed.height, probed.codec,
+            extra=extra,
+        )  # fmt: skip
+        return ControlReply(ok=True, status=201)
+
+    async def _stop(self, msg: ControlMsg) -> ControlReply:
+        sid = validate_sid(msg.sid)
+        running = self._runs.get(sid)
+        if running is not None:
+            await self._stop_stream(running)
+            return ControlReply(ok=True, status=200)
+        known = await registry.get(self._redis, sid)  # StreamNotFoundError -> 404
+        if known.state.active:
+            raise StreamNotFoundError(f"stream {sid!r} is {known.state.value} but not run here")
+        return ControlReply(ok=True, status=200)  # already over: nothing to stop
+
+    async def _stop_stream(self, running: _Running) -> None:
+        sid = running.runner.sid
+        running.runner.stop.set()
+        done, _ = await asyncio.wait({running.task}, timeout=STOP_DEADLINE_S)
+        if not done:
+            log.warning(
+                "stream %s ignored stop for %.0f s; cancelling",
+                sid,
+                STOP_DEADLINE_S,
+                extra={"sid": sid},
+            )
+            running.task.cancel()
+            await asyncio.wait({running.task}, timeout=STOP_DEADLINE_S)
+
+    def _forget(self, sid: str, task: asyncio.Task[StreamState]) -> None:
+        current = self._runs.get(sid)
+        if current is not None and current.task is task:
+            del self._runs[sid]
+        if not task.cancelled() and task.exception() is not None:
+            log.error("stream %s task raised", sid, exc_info=task.exception(), extra={"sid": sid})
+
+    # -- heartbeat ---------------------------------------------------------------------------
+
+    async def _beat(self) -> None:
+        await self._redis.set(self._health_key, now_ns(), ex=HEALTH_TTL_S)
+
+    async def _heartbeat(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), HEARTBEAT_EVERY_S)
+            if stop.is_set():
+                return
+            try:
+                await self._beat()
+            except Exception:  # keep beating; the bus may come back
+                log.warning("heartbeat failed", exc_info=True)
+
+
+def _request_id(fields: dict[bytes, bytes]) -> str:
+    raw = fields.get(b"request_id", b"")
+    try:
+        return raw.decode().strip()
+    except UnicodeDecodeError:
+        return ""
+
+
+async def serve(settings: Settings, stop: asyncio.Event, name: str | None = None) -> None:
+    """Run an ingest service until ``stop`` is set (the body of ``python -m ingest``).
+
+    Connects to ``settings.redis_url``, or starts an embedded redis-server when it is None.
+
+    Args:
+        settings: the process's settings.
+        stop: set by a signal handler (or a test) to drain and return.
+        name: consumer and heartbeat name; default :func:`default_name`.
+    """
+    async with contextlib.AsyncExitStack() as stack:
+        url = stack.enter_context(redis_url_or_embedded(settings.redis_url))
+        redis = Redis.from_url(url)
+        stack.push_async_callback(redis.aclose)
+        await IngestService(settings, redis, name or default_name()).run(stop)
