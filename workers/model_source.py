@@ -66,7 +66,9 @@ def resolve(uri: str, settings: Settings) -> ResolvedModel:
         raise ModelError(f"{uri} is not in the registry at {settings.tracking_uri}: {exc}") from exc
     dest = settings.data_dir / "models" / f"{name}-v{mv.version}"
     try:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=str(dest)))
+        local = Path(
+            mlflow.artifacts.download_artifacts(artifact_uri=mv.source, dst_path=str(dest))
+        )
     except mlflow.exceptions.MlflowException as exc:
         raise ModelError(f"cannot download {uri} (version {mv.version}): {exc}") from exc
     onnx = local if local.suffix == ".onnx" else next(iter(sorted(local.rglob("*.onnx"))), None)
@@ -95,7 +97,12 @@ class ModelWatcher:
         try:
             latest = resolve(self._current.uri, self._settings)
         except ModelError as exc:
-            log.warning("cannot re-resolve %s, keeping %s: %s", self._current.uri, self._current.model_id, exc)
+            log.warning(
+                "cannot re-resolve %s, keeping %s: %s",
+                self._current.uri,
+                self._current.model_id,
+                exc,
+            )
             return None
         if latest.version == self._current.version:
             return None

@@ -1,0 +1,519 @@
+"""The worker consumer loop: frames in from the ``workers`` group, detections out.
+
+Shaped like arq's ``Worker.main``/``_poll_iteration``: :meth:`Worker.run` calls one small
+poll step in a loop, with counters on the object. Each iteration:
+
+1. every ``REFRESH_S`` re-reads the registry and joins the group on each new frames stream;
+   every ``claim_interval`` takes over entries a dead worker left pending (``XAUTOCLAIM``);
+2. reads with one ``XREADGROUP`` over all streams; for live streams keeps the newest entry
+   per stream and acknowledges the older ones at once (counted as skipped);
+3. decodes the JPEGs and letterboxes them into one batch in the prepare thread, while the
+   previous batch is still inferring in the inference thread;
+4. starts inference on that batch as soon as the previous one is done, then post-processes
+   the previous one and writes its detections and acknowledgements in one Redis pipeline.
+
+Analyse streams are processed in order and acknowledged only after their detections are
+written; an entry this worker read is never dropped. When ``stop`` is set the worker
+finishes the batch in flight, writes and acknowledges it, and returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
+
+from pitchside import registry
+from pitchside.errors import SchemaError, SettingsError
+from pitchside.schema import (
+    HEALTH_TTL_S,
+    WORKERS_GROUP,
+    DetsMsg,
+    FrameMsg,
+    Mode,
+    StreamInfo,
+    StreamState,
+    dets_key,
+    frames_key,
+    health_key,
+    now_ns,
+    sid_from_frames_key,
+)
+from pitchside.settings import Settings
+from workers import metrics
+from workers.engines import Detector, Prepared, load_detector
+from workers.skip import entry_order, newest_per_stream
+
+log = logging.getLogger(__name__)
+
+SERVICE = "worker"  # the service part of the health key
+REFRESH_S = 0.5  # registry re-read period
+HEARTBEAT_S = HEALTH_TTL_S / 3
+LIVE_READ_COUNT = 64  # entries per live stream per read: more than a bounded stream holds
+IDLE_WAIT_S = 0.1  # sleep between registry polls while no stream is active
+
+
+@dataclass(slots=True)
+class _Frame:
+    """One frames-stream entry this worker has read and not yet acknowledged."""
+
+    key: str  # frames key
+    sid: str
+    entry_id: str
+    mode: Mode
+    fields: dict[bytes, bytes]
+    dequeue_ns: int  # epoch ns when XREADGROUP/XAUTOCLAIM returned it
+
+
+@dataclass(slots=True)
+class _Batch:
+    """Frames decoded and letterboxed together; ``bad`` ones are only acknowledged."""
+
+    frames: list[_Frame] = field(default_factory=list)
+    msgs: list[FrameMsg] = field(default_factory=list)
+    prepared: Prepared | None = None
+    bad: list[tuple[_Frame, str]] = field(default_factory=list)
+    decode_s: float = 0.0
+
+
+@dataclass(slots=True)
+class _Inferred:
+    batch: _Batch
+    raw: np.ndarray | None = None  # (N, 4 + nc, A)
+    infer_start_ns: int = 0
+    infer_end_ns: int = 0
+    infer_s: float = 0.0
+
+
+def _decode(payload: bytes) -> np.ndarray | None:
+    """``(H, W, 3)`` uint8 BGR from JPEG bytes, or None when they do not decode."""
+    if not payload:
+        return None
+    try:
+        return cv2.imdecode(np.frombuffer(payload, dtype=np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error:
+        return None
+
+
+def _by_key(frames: Iterable[_Frame]) -> dict[str, list[str]]:
+    ids: dict[str, list[str]] = {}
+    for frame in frames:
+        ids.setdefault(frame.key, []).append(frame.entry_id)
+    return ids
+
+
+def _round_robin(frames: Sequence[_Frame]) -> list[_Frame]:
+    """Frames interleaved across streams, each stream's in entry order."""
+    queues: dict[str, list[_Frame]] = {}
+    for frame in sorted(frames, key=lambda f: entry_order(f.entry_id)):
+        queues.setdefault(frame.key, []).append(frame)
+    out: list[_Frame] = []
+    lists = list(queues.values())
+    for i in range(max((len(q) for q in lists), default=0)):
+        out.extend(q[i] for q in lists if i < len(q))
+    return out
+
+
+class Worker:
+    """One detection consumer in the ``workers`` group.
+
+    Args:
+        settings: batch size and timeout, claim idle time, dets stream length.
+        redis: a client on the bus, with ``decode_responses=False`` (frames hold bytes).
+        detector: a loaded detector; used from two threads (prepare, infer).
+        name: this consumer's name in the group, and its health key id.
+    """
+
+    def __init__(self, settings: Settings, redis: Redis, detector: Detector, name: str) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.detector = detector
+        self.name = name
+        self.frames_processed = 0
+        self.frames_skipped = 0  # live frames acknowledged unprocessed (behind or stale)
+        self.frames_bad = 0
+        self.batches = 0
+        self._streams: dict[str, StreamInfo] = {}  # frames key -> registry entry
+        self._grouped: set[str] = set()  # frames keys whose group this worker ensured
+        self._backlog: list[_Frame] = []  # read, not yet in a batch
+        self._held: set[tuple[str, str]] = set()  # (key, id) read and not yet acknowledged
+        self._next_refresh = 0.0
+        self._next_claim = 0.0
+        self._claim_interval_s = max(REFRESH_S, settings.claim_idle_ms / 2000)
+        self._block_ms = max(1, int(settings.batch_timeout_ms))
+        self._prep_pool: ThreadPoolExecutor | None = None
+        self._infer_pool: ThreadPoolExecutor | None = None
+
+    # ---------------------------------------------------------------------------------------
+    # Main loop
+
+    async def run(self, stop: asyncio.Event, until_idle: bool = False) -> None:
+        """Consume until ``stop`` is set, then finish the batch in flight and return.
+
+        Args:
+            stop: set it to stop; the batch being inferred is still written and acknowledged.
+            until_idle: also return once nothing is left to read (no active stream has
+                undelivered frames and nothing is in flight): deterministic tests.
+        """
+        log.info("worker %s serving %s", self.name, self.detector.model_id)
+        self._prep_pool = ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-prep")
+        self._infer_pool = ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-infer")
+        heartbeat = asyncio.create_task(self._heartbeat())
+        try:
+            await self._main(stop, until_idle)
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+            self._prep_pool.shutdown(wait=False, cancel_futures=True)
+            self._infer_pool.shutdown(wait=False, cancel_futures=True)
+            try:
+                await self.redis.delete(health_key(SERVICE, self.name))
+            except RedisError as exc:
+                log.warning("worker %s could not remove its health key: %s", self.name, exc)
+        log.info(
+            "worker %s stopped: %d frames processed, %d skipped, %d bad, %d batches",
+            self.name,
+            self.frames_processed,
+            self.frames_skipped,
+            self.frames_bad,
+            self.batches,
+        )
+
+    async def _main(self, stop: asyncio.Event, until_idle: bool) -> None:
+        inflight: asyncio.Task[_Inferred] | None = None
+        try:
+            while not stop.is_set():
+                batch = await self._poll_iteration(stop)
+                done = None
+                if inflight is not None:
+                    done, inflight = await inflight, None
+                if batch is not None and batch.prepared is not None:
+                    inflight = asyncio.create_task(self._infer(batch))
+                elif batch is not None:  # only bad frames
+                    await self._publish(_Inferred(batch))
+                if done is not None:
+                    await self._publish(done)  # post-processes while the next batch infers
+                if until_idle and batch is None and done is None and inflight is None:
+                    return
+            if inflight is not None:
+                done, inflight = await inflight, None
+                await self._publish(done)
+        finally:
+            if inflight is not None:  # an error elsewhere: the thread finishes on its own
+                inflight.cancel()
+            if self._backlog:
+                log.info(
+                    "worker %s leaves %d read frames pending for others to claim",
+                    self.name,
+                    len(self._backlog),
+                )
+
+    async def _poll_iteration(self, stop: asyncio.Event) -> _Batch | None:
+        """Read, select and prepare the next batch; None when there is nothing to do."""
+        await self._refresh_streams()
+        await self._claim_stale()
+        if not self._streams and not self._backlog:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), IDLE_WAIT_S)
+            return None
+        await self._read()
+        frames = await self._select()
+        if not frames:
+            return None
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._prep_pool, self._prepare, frames)
+
+    # ---------------------------------------------------------------------------------------
+    # Streams, reads, claims
+
+    async def _refresh_streams(self) -> None:
+        now = time.monotonic()
+        if now < self._next_refresh:
+            return
+        self._next_refresh = now + REFRESH_S
+        infos = await registry.get_all(self.redis)
+        # ENDED streams stay readable: an uploaded match keeps its unread frames to finish.
+        streams = {
+            frames_key(i.sid): i for i in infos if i.state.active or i.state is StreamState.ENDED
+        }
+        new = [key for key in streams if key not in self._grouped]
+        if new:
+            pipe = self.redis.pipeline(transaction=False)
+            for key in new:
+                pipe.xgroup_create(key, WORKERS_GROUP, id="0", mkstream=True)
+            for key, result in zip(new, await pipe.execute(raise_on_error=False), strict=True):
+                if isinstance(result, Exception) and "BUSYGROUP" not in str(result):
+                    log.warning("cannot join group on %s: %s", key, result)
+                    continue
+                self._grouped.add(key)
+        if streams.keys() != self._streams.keys():
+            log.info("worker %s reads %d streams", self.name, len(streams))
+        self._streams = streams
+        self._grouped &= streams.keys()
+
+    async def _read(self) -> None:
+        """One XREADGROUP over the streams; new entries go to the backlog."""
+        live = [k for k, i in self._streams.items() if i.mode is Mode.LIVE]
+        analyse = [k for k, i in self._streams.items() if i.mode is Mode.ANALYSE]
+        waiting = sum(1 for f in self._backlog if f.mode is Mode.ANALYSE)
+        keys = live + (analyse if waiting < self.settings.batch_max else [])
+        keys = [k for k in keys if k in self._grouped]
+        if not keys:
+            return
+        try:
+            reply = await self.redis.xreadgroup(
+                WORKERS_GROUP,
+                self.name,
+                {key: ">" for key in keys},
+                count=LIVE_READ_COUNT if live else self.settings.batch_max,
+                block=None if self._backlog else self._block_ms,
+            )
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            log.warning("a frames stream lost its group, joining again: %s", exc)
+            self._grouped.clear()
+            self._next_refresh = 0.0
+            return
+        self._add(reply.items() if isinstance(reply, dict) else reply or [])
+
+    def _add(self, reply: Iterable[Any]) -> None:
+        dequeue_ns = now_ns()
+        for raw_key, entries in reply:
+            key = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key)
+            info = self._streams.get(key)
+            mode = info.mode if info is not None else Mode.ANALYSE  # unknown: never skip
+            for raw_id, fields in entries:
+                if raw_id is None:  # deleted while pending: nothing to process or acknowledge
+                    continue
+                entry_id = raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id)
+                if (key, entry_id) in self._held:
+                    continue
+                self._held.add((key, entry_id))
+                sid = sid_from_frames_key(key)
+                self._backlog.append(_Frame(key, sid, entry_id, mode, fields or {}, dequeue_ns))
+
+    async def _claim_stale(self) -> None:
+        """Take over entries idle for ``claim_idle_ms`` in another consumer's pending list.
+
+        Analyse entries join the backlog; live ones are stale by then and are only
+        acknowledged (counted as skipped, reason ``stale``).
+        """
+        now = time.monotonic()
+        if now < self._next_claim:
+            return
+        self._next_claim = now + self._claim_interval_s
+        stale: list[_Frame] = []
+        for key, info in list(self._streams.items()):
+            if key not in self._grouped:
+                continue
+            reply = await self.redis.xautoclaim(
+                key,
+                WORKERS_GROUP,
+                self.name,
+                min_idle_time=self.settings.claim_idle_ms,
+                start_id="0-0",
+                count=self.settings.batch_max if info.mode is Mode.ANALYSE else LIVE_READ_COUNT,
+            )
+            before = len(self._backlog)
+            self._add([(key, reply[1])])  # entries this worker already holds are left out
+            if len(self._backlog) == before:
+                continue
+            log.info(
+                "worker %s claimed %d idle entries of %s",
+                self.name,
+                len(self._backlog) - before,
+                key,
+            )
+            if info.mode is Mode.LIVE:
+                stale.extend(self._backlog[before:])
+                del self._backlog[before:]
+        if stale:
+            await self._ack(stale)
+            self._count_skipped(len(stale), metrics.REASON_STALE)
+
+    async def _select(self) -> list[_Frame]:
+        """Apply the live skip policy and cut the next batch from the backlog."""
+        live = [f for f in self._backlog if f.mode is Mode.LIVE]
+        analyse = [f for f in self._backlog if f.mode is not Mode.LIVE]
+        keep, skipped = newest_per_stream((f.key, [(f.entry_id, f)]) for f in live)
+        if skipped:
+            behind = [frame for entries in skipped.values() for _, frame in entries]
+            await self._ack(behind)
+            self._count_skipped(len(behind), metrics.REASON_BEHIND)
+        newest = sorted((frame for _, frame in keep.values()), key=lambda f: f.dequeue_ns)
+        ordered = newest + _round_robin(analyse)
+        n = self.settings.batch_max
+        self._backlog = ordered[n:]
+        return ordered[:n]
+
+    async def _ack(self, frames: Sequence[_Frame]) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        for key, ids in _by_key(frames).items():
+            pipe.xack(key, WORKERS_GROUP, *ids)
+        await pipe.execute()
+        self._held.difference_update((f.key, f.entry_id) for f in frames)
+
+    def _count_skipped(self, n: int, reason: str) -> None:
+        self.frames_skipped += n
+        metrics.FRAMES_DROPPED.labels(metrics.STAGE, reason).inc(n)
+
+    # ---------------------------------------------------------------------------------------
+    # Prepare, infer, publish
+
+    def _prepare(self, frames: Sequence[_Frame]) -> _Batch:
+        """Prepare thread: parse, decode and letterbox; unusable frames go to ``bad``."""
+        start = time.perf_counter()
+        batch = _Batch()
+        images: list[np.ndarray] = []
+        for frame in frames:
+            try:
+                msg = FrameMsg.from_fields(frame.fields)
+            except SchemaError as exc:
+                batch.bad.append((frame, str(exc)))
+                continue
+            image = _decode(msg.img)
+            if image is None:
+                batch.bad.append((frame, "image is not a decodable JPEG"))
+                continue
+            batch.frames.append(frame)
+            batch.msgs.append(msg)
+            images.append(image)
+        if images:
+            batch.prepared = self.detector.prepare(images)
+        batch.decode_s = time.perf_counter() - start
+        return batch
+
+    async def _infer(self, batch: _Batch) -> _Inferred:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._infer_pool, self._infer_sync, batch)
+
+    def _infer_sync(self, batch: _Batch) -> _Inferred:
+        """Inference thread: run the model on one prepared batch."""
+        if batch.prepared is None:
+            raise ValueError("a batch without images cannot be inferred")
+        start_ns, start = now_ns(), time.perf_counter()
+        raw = self.detector.infer(batch.prepared)
+        return _Inferred(batch, raw, start_ns, now_ns(), time.perf_counter() - start)
+
+    def _messages(self, done: _Inferred) -> tuple[list[dict[str, Any]], float]:
+        """Prepare thread: NMS, boxes to source pixels, one DetsMsg per frame."""
+        batch = done.batch
+        if done.raw is None or batch.prepared is None:
+            return [], 0.0
+        start = time.perf_counter()
+        per_image = self.detector.postprocess(done.raw, batch.prepared)
+        publish_ns = now_ns()
+        out = []
+        for frame, msg, lb, dets in zip(
+            batch.frames, batch.msgs, batch.prepared.letterboxes, per_image, strict=True
+        ):
+            h, w = lb.src_hw
+            timings = {
+                "capture": msg.ts_capture,
+                "publish": msg.ts_publish,
+                "dequeue": frame.dequeue_ns,
+                "infer_start": done.infer_start_ns,
+                "infer_end": done.infer_end_ns,
+                "dets_publish": publish_ns,
+            }
+            out.append(
+                DetsMsg(
+                    seq=msg.seq,
+                    frame_id=frame.entry_id,
+                    ts_capture=msg.ts_capture,
+                    w=w,
+                    h=h,
+                    model=self.detector.model_id,
+                    detections=[d.to_dict() for d in dets],
+                    timings=timings,
+                    worker=self.name,
+                    batch=len(batch.frames),
+                ).to_fields()
+            )
+        return out, time.perf_counter() - start
+
+    async def _publish(self, done: _Inferred) -> None:
+        """Write the detections of a batch and acknowledge its frames: one pipeline."""
+        batch = done.batch
+        loop = asyncio.get_running_loop()
+        messages, post_s = await loop.run_in_executor(self._prep_pool, self._messages, done)
+        pipe = self.redis.pipeline(transaction=False)
+        for frame, fields in zip(batch.frames, messages, strict=True):
+            pipe.xadd(
+                dets_key(frame.sid), fields, maxlen=self.settings.dets_maxlen, approximate=True
+            )
+        bad = [frame for frame, _ in batch.bad]
+        for key, ids in _by_key([*batch.frames, *bad]).items():
+            pipe.xack(key, WORKERS_GROUP, *ids)
+        await pipe.execute()
+        self._held.difference_update((f.key, f.entry_id) for f in (*batch.frames, *bad))
+        for frame, reason in batch.bad:
+            log.warning(
+                "bad frame %s of stream %s acknowledged unprocessed: %s",
+                frame.entry_id,
+                frame.sid,
+                reason,
+                extra={"sid": frame.sid},
+            )
+        if bad:
+            self.frames_bad += len(bad)
+            metrics.FRAMES_DROPPED.labels(metrics.STAGE, metrics.REASON_BAD_FRAME).inc(len(bad))
+        n = len(batch.frames)
+        if n:
+            self.frames_processed += n
+            self.batches += 1
+            metrics.FRAMES_PROCESSED.labels(metrics.STAGE).inc(n)
+            metrics.BATCH_SIZE.observe(n)
+            metrics.STAGE_SECONDS.labels("decode").observe(batch.decode_s)
+            metrics.STAGE_SECONDS.labels("infer").observe(done.infer_s)
+            metrics.STAGE_SECONDS.labels("post").observe(post_s)
+
+    async def _heartbeat(self) -> None:
+        key = health_key(SERVICE, self.name)
+        while True:
+            try:
+                await self.redis.set(key, now_ns(), ex=HEALTH_TTL_S)
+            except RedisError as exc:
+                log.warning("worker %s heartbeat failed: %s", self.name, exc)
+            await asyncio.sleep(HEARTBEAT_S)
+
+
+def default_name() -> str:
+    """A consumer name unique on this host: ``worker-<hostname>-<pid>``."""
+    return f"worker-{socket.gethostname()}-{os.getpid()}"
+
+
+async def serve(settings: Settings, stop: asyncio.Event, name: str | None = None) -> None:
+    """Load the detector, connect to Redis and consume until ``stop`` is set.
+
+    The model is loaded first, so that a bad model fails before anything else happens.
+    ``name`` is the consumer name (default :func:`default_name`).
+
+    Raises:
+        ModelError: the model cannot be served.
+        SettingsError: a bad provider list, or no ``REDIS_URL``.
+    """
+    detector = await asyncio.to_thread(load_detector, settings.model_uri, settings)
+    if settings.redis_url is None:
+        raise SettingsError(
+            "a standalone worker needs REDIS_URL (only `pitchside up` starts an embedded Redis)"
+        )
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        await Worker(settings, redis, detector, name or default_name()).run(stop)
+    finally:
+        await redis.aclose()
