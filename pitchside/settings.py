@@ -59,9 +59,8 @@ class Settings:
     batch_timeout_ms: float = 5.0  # PITCHSIDE_BATCH_MS; wait this long to fill a batch
     providers: str = "auto"  # PITCHSIDE_PROVIDERS; "auto" or a comma list of ORT providers
     threads: int = 0  # PITCHSIDE_THREADS; ORT intra-op threads, 0 lets ORT choose
-    claim_idle_ms: int = (
-        30_000  # PITCHSIDE_CLAIM_IDLE_MS; analyse entries idle this long are claimed
-    )
+    model_poll_s: float = 5.0  # PITCHSIDE_MODEL_POLL_S; how often a registry alias is re-read
+    claim_idle_ms: int = 30_000  # PITCHSIDE_CLAIM_IDLE_MS; pending entries idle this long
 
     # Training
     mlflow_tracking_uri: str | None = None  # MLFLOW_TRACKING_URI; None: sqlite under data_dir
@@ -114,6 +113,7 @@ class Settings:
             batch_timeout_ms=r.get("PITCHSIDE_BATCH_MS", float, 5.0, lo=0.0, hi=10_000.0),
             providers=env.get("PITCHSIDE_PROVIDERS") or "auto",
             threads=r.get("PITCHSIDE_THREADS", int, 0, lo=0, hi=256),
+            model_poll_s=r.get("PITCHSIDE_MODEL_POLL_S", float, 5.0, lo=0.1),
             claim_idle_ms=r.get("PITCHSIDE_CLAIM_IDLE_MS", int, 30_000, lo=100),
             mlflow_tracking_uri=env.get("MLFLOW_TRACKING_URI") or None,
             log_level=r.choice(

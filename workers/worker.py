@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import socket
@@ -36,7 +37,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from pitchside import registry
-from pitchside.errors import SchemaError, SettingsError
+from pitchside.errors import PitchsideError, SchemaError, SettingsError
 from pitchside.schema import (
     HEALTH_TTL_S,
     WORKERS_GROUP,
@@ -53,7 +54,8 @@ from pitchside.schema import (
 )
 from pitchside.settings import Settings
 from workers import metrics
-from workers.engines import Detector, Prepared, load_detector
+from workers.engines import Detector, Prepared, load_resolved
+from workers.model_source import ModelWatcher, resolve
 from workers.skip import entry_order, newest_per_stream
 
 log = logging.getLogger(__name__)
@@ -86,6 +88,7 @@ class _Batch:
     prepared: Prepared | None = None
     bad: list[tuple[_Frame, str]] = field(default_factory=list)
     decode_s: float = 0.0
+    detector: Detector | None = None  # the one that prepared it infers it, across a model swap
 
 
 @dataclass(slots=True)
@@ -136,11 +139,20 @@ class Worker:
         name: this consumer's name in the group, and its health key id.
     """
 
-    def __init__(self, settings: Settings, redis: Redis, detector: Detector, name: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        redis: Redis,
+        detector: Detector,
+        name: str,
+        watcher: ModelWatcher | None = None,
+    ) -> None:
         self.settings = settings
         self.redis = redis
-        self.detector = detector
+        self.detector = detector  # replaced between batches when the watcher sees a new model
         self.name = name
+        self.watcher = watcher
+        self.model_swaps = 0
         self.frames_processed = 0
         self.frames_skipped = 0  # live frames acknowledged unprocessed (behind or stale)
         self.frames_bad = 0
@@ -170,13 +182,16 @@ class Worker:
         log.info("worker %s serving %s", self.name, self.detector.model_id)
         self._prep_pool = ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-prep")
         self._infer_pool = ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-infer")
-        heartbeat = asyncio.create_task(self._heartbeat())
+        background = [asyncio.create_task(self._heartbeat())]
+        if self.watcher is not None and self.watcher.watching:
+            background.append(asyncio.create_task(self._watch_model(self.watcher)))
         try:
             await self._main(stop, until_idle)
         finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+            for task in background:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             self._prep_pool.shutdown(wait=False, cancel_futures=True)
             self._infer_pool.shutdown(wait=False, cancel_futures=True)
             try:
@@ -377,7 +392,7 @@ class Worker:
     def _prepare(self, frames: Sequence[_Frame]) -> _Batch:
         """Prepare thread: parse, decode and letterbox; unusable frames go to ``bad``."""
         start = time.perf_counter()
-        batch = _Batch()
+        batch = _Batch(detector=self.detector)
         images: list[np.ndarray] = []
         for frame in frames:
             try:
@@ -393,7 +408,7 @@ class Worker:
             batch.msgs.append(msg)
             images.append(image)
         if images:
-            batch.prepared = self.detector.prepare(images)
+            batch.prepared = batch.detector.prepare(images)
         batch.decode_s = time.perf_counter() - start
         return batch
 
@@ -403,19 +418,20 @@ class Worker:
 
     def _infer_sync(self, batch: _Batch) -> _Inferred:
         """Inference thread: run the model on one prepared batch."""
-        if batch.prepared is None:
+        if batch.prepared is None or batch.detector is None:
             raise ValueError("a batch without images cannot be inferred")
         start_ns, start = now_ns(), time.perf_counter()
-        raw = self.detector.infer(batch.prepared)
+        raw = batch.detector.infer(batch.prepared)
         return _Inferred(batch, raw, start_ns, now_ns(), time.perf_counter() - start)
 
     def _messages(self, done: _Inferred) -> tuple[list[dict[str, Any]], float]:
         """Prepare thread: NMS, boxes to source pixels, one DetsMsg per frame."""
         batch = done.batch
-        if done.raw is None or batch.prepared is None:
+        if done.raw is None or batch.prepared is None or batch.detector is None:
             return [], 0.0
         start = time.perf_counter()
-        per_image = self.detector.postprocess(done.raw, batch.prepared)
+        detector = batch.detector
+        per_image = detector.postprocess(done.raw, batch.prepared)
         publish_ns = now_ns()
         out = []
         for frame, msg, lb, dets in zip(
@@ -437,7 +453,7 @@ class Worker:
                     ts_capture=msg.ts_capture,
                     w=w,
                     h=h,
-                    model=self.detector.model_id,
+                    model=detector.model_id,
                     detections=[d.to_dict() for d in dets],
                     timings=timings,
                     worker=self.name,
@@ -482,11 +498,28 @@ class Worker:
             metrics.STAGE_SECONDS.labels("infer").observe(done.infer_s)
             metrics.STAGE_SECONDS.labels("post").observe(post_s)
 
+    async def _watch_model(self, watcher: ModelWatcher) -> None:
+        """Load a newly promoted model off the loop and swap it in; batches keep their own."""
+        while True:
+            await asyncio.sleep(self.settings.model_poll_s)
+            latest = await asyncio.to_thread(watcher.poll)
+            if latest is None:
+                continue
+            try:
+                detector = await asyncio.to_thread(load_resolved, latest, self.settings)
+            except PitchsideError as exc:
+                log.error("worker %s keeps %s: %s", self.name, self.detector.model_id, exc)
+                continue
+            old, self.detector = self.detector, detector
+            self.model_swaps += 1
+            log.info("worker %s switched from %s to %s", self.name, old.model_id, detector.model_id)
+
     async def _heartbeat(self) -> None:
         key = health_key(SERVICE, self.name)
         while True:
             try:
-                await self.redis.set(key, now_ns(), ex=HEALTH_TTL_S)
+                beat = {"ts": now_ns(), "model": self.detector.model_id}
+                await self.redis.set(key, json.dumps(beat), ex=HEALTH_TTL_S)
             except RedisError as exc:
                 log.warning("worker %s heartbeat failed: %s", self.name, exc)
             await asyncio.sleep(HEARTBEAT_S)
@@ -507,13 +540,15 @@ async def serve(settings: Settings, stop: asyncio.Event, name: str | None = None
         ModelError: the model cannot be served.
         SettingsError: a bad provider list, or no ``REDIS_URL``.
     """
-    detector = await asyncio.to_thread(load_detector, settings.model_uri, settings)
+    model = await asyncio.to_thread(resolve, settings.model_uri, settings)
+    detector = await asyncio.to_thread(load_resolved, model, settings)
     if settings.redis_url is None:
         raise SettingsError(
             "a standalone worker needs REDIS_URL (only `pitchside up` starts an embedded Redis)"
         )
     redis = Redis.from_url(settings.redis_url)
     try:
-        await Worker(settings, redis, detector, name or default_name()).run(stop)
+        watcher = ModelWatcher(model, settings)
+        await Worker(settings, redis, detector, name or default_name(), watcher).run(stop)
     finally:
         await redis.aclose()

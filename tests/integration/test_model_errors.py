@@ -118,7 +118,8 @@ def test_load_detector_raises_when_output_channels_do_not_match_names(tmp_path: 
 @pytest.mark.parametrize(
     ("uri", "message"),
     [
-        ("models:/football-detector@champion", "MLflow registry URIs need the train extra"),
+        ("models:/football-detector@champion", "is not in the registry"),
+        ("models:/football-detector", "is not of the form models:/NAME@ALIAS"),
         ("/somewhere/best.pt", "is a PyTorch checkpoint; workers serve ONNX: export it first"),
     ],
 )

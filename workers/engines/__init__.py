@@ -6,7 +6,8 @@ and imported lazily, so a missing optional runtime only matters to the model tha
 
 Model URIs:
     ``/path/model.onnx``   an Ultralytics YOLO detection export (ONNX Runtime)
-    ``models:/name@alias`` an MLflow registry model (not yet: needs the train extra)
+    ``models:/name@alias`` an MLflow registry model (needs the train extra), see
+                           :mod:`workers.model_source`
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -25,6 +26,9 @@ from pitchside.schema import Detection
 from pitchside.settings import Settings
 from workers import postprocess
 from workers.preprocess import Letterbox, fill_batch, input_hw_for
+
+if TYPE_CHECKING:
+    from workers.model_source import ResolvedModel
 
 log = logging.getLogger(__name__)
 
@@ -84,15 +88,19 @@ class Detector:
         imgsz: long side of the input for a model with dynamic height and width.
     """
 
-    def __init__(self, engine: Engine, conf: float, iou: float, imgsz: int) -> None:
+    def __init__(
+        self, engine: Engine, conf: float, iou: float, imgsz: int, model_id: str | None = None
+    ) -> None:
         self.engine = engine
         self.conf = conf
         self.iou = iou
         self.imgsz = imgsz
+        self._model_id = model_id
 
     @property
     def model_id(self) -> str:
-        return self.engine.model_id
+        """The file name, or ``name/version`` for a registry model."""
+        return self._model_id or self.engine.model_id
 
     @property
     def names(self) -> dict[int, str]:
@@ -160,11 +168,7 @@ def resolve_model_uri(model_uri: str) -> Path:
             file that does not exist.
     """
     if model_uri.startswith(MLFLOW_SCHEME):
-        # The MLflow model registry (champion reloads) lands here in a later change.
-        raise ModelError(
-            f"model {model_uri!r}: MLflow registry URIs need the train extra, and workers do "
-            "not resolve them yet; set PITCHSIDE_MODEL to an exported .onnx file"
-        )
+        raise ModelError(f"model {model_uri!r}: resolve registry URIs with workers.model_source")
     path = Path(model_uri.removeprefix("file://")).expanduser()
     if path.suffix == ".pt":
         raise ModelError(
@@ -241,7 +245,7 @@ def check_detection_output(model_id: str, shape: Sequence[int | str | None], nc:
 
 
 def load_detector(model_uri: str, settings: Settings) -> Detector:
-    """Load, check and warm up the detector ``model_uri`` names.
+    """Load, check and warm up the detector ``model_uri`` names (a path or ``models:/...``).
 
     Uses ``settings.providers``, ``threads``, ``conf``, ``iou`` and ``imgsz``.
 
@@ -249,15 +253,25 @@ def load_detector(model_uri: str, settings: Settings) -> Detector:
         ModelError: the model is missing, not ONNX, or not a YOLO detection model.
         SettingsError: ``settings.providers`` names a provider this runtime lacks.
     """
+    from workers.model_source import resolve
+
+    return load_resolved(resolve(model_uri, settings), settings)
+
+
+def load_resolved(model: ResolvedModel, settings: Settings) -> Detector:
+    """As :func:`load_detector`, for a model already resolved to a local file."""
     from workers.engines.ort import OrtEngine, resolve_providers
 
-    path = resolve_model_uri(model_uri)
+    path = resolve_model_uri(str(model.path))
     engine = OrtEngine(path, resolve_providers(settings.providers), threads=settings.threads)
-    detector = Detector(engine, conf=settings.conf, iou=settings.iou, imgsz=settings.imgsz)
+    detector = Detector(
+        engine, conf=settings.conf, iou=settings.iou, imgsz=settings.imgsz,
+        model_id=model.model_id,
+    )  # fmt: skip
     detector.warmup()
     log.info(
         "loaded %s: %d classes, input %s, providers %s",
-        engine.model_id,
+        detector.model_id,
         len(engine.names),
         engine.input_shape,
         ",".join(engine.providers),
@@ -265,7 +279,9 @@ def load_detector(model_uri: str, settings: Settings) -> Detector:
     return detector
 
 
-def inspect_model(model_uri: str, providers: str = "auto") -> ModelInfo:
+def inspect_model(
+    model_uri: str, providers: str = "auto", settings: Settings | None = None
+) -> ModelInfo:
     """Check a model without serving it, so that ``pitchside up`` fails fast.
 
     Loads the model on the CPU with one thread and runs one inference.
@@ -273,6 +289,7 @@ def inspect_model(model_uri: str, providers: str = "auto") -> ModelInfo:
     Args:
         model_uri: as for :func:`load_detector`.
         providers: the ``PITCHSIDE_PROVIDERS`` value to resolve for the report.
+        settings: where the MLflow registry is, for ``models:/`` URIs.
 
     Returns:
         Model id, class names, input shape (``None`` for dynamic) and the providers a worker
@@ -283,13 +300,15 @@ def inspect_model(model_uri: str, providers: str = "auto") -> ModelInfo:
         SettingsError: ``providers`` names a provider this runtime lacks.
     """
     from workers.engines.ort import CPU, OrtEngine, resolve_providers
+    from workers.model_source import resolve
 
     resolved = resolve_providers(providers)
-    engine = OrtEngine(resolve_model_uri(model_uri), [CPU], threads=1)
+    model = resolve(model_uri, settings or Settings())
+    engine = OrtEngine(resolve_model_uri(str(model.path)), [CPU], threads=1)
     detector = Detector(engine, conf=0.25, iou=0.7, imgsz=640)
     detector.warmup()
     return ModelInfo(
-        model_id=engine.model_id,
+        model_id=model.model_id,
         names=dict(engine.names),
         input_shape=engine.input_shape,
         providers=resolved,
