@@ -2,6 +2,10 @@
 
 Started when ``REDIS_URL`` is unset, stopped on exit. The server keeps no
 persistence and listens on no TCP port. Production points ``REDIS_URL`` at a real Redis instead.
+
+The server gets ``PR_SET_PDEATHSIG`` (SIGTERM): it dies with the thread that started it, even
+when that process is SIGKILLed. Start it from a long-lived thread (the main thread), never
+from a pool thread that may exit.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pitchside.errors import PitchsideError
+from pitchside.supervisor import die_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +59,11 @@ class EmbeddedRedis:
         return self._dir / "redis.sock"
 
     @property
+    def pid(self) -> int | None:
+        """The redis-server's process id while it runs."""
+        return self._proc.pid if self._proc is not None else None
+
+    @property
     def url(self) -> str:
         return f"unix://{self.socket_path}"
 
@@ -72,7 +82,13 @@ class EmbeddedRedis:
             "--loglevel", "warning",
             "--logfile", str(self._dir / "redis.log"),
         ]  # fmt: skip
-        self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        self._proc = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            process_group=0,  # a terminal's Ctrl-C goes to the owner, which stops it last
+            preexec_fn=die_with_parent(),
+        )
         deadline = time.monotonic() + timeout_s
         while not self.socket_path.exists():
             if self._proc.poll() is not None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from pitchside.errors import PitchsideError
 from pitchside.settings import Settings
 from training.evaluate import EvalResult, evaluate, format_table
-from training.tracking import CHAMPION, REGISTERED_MODEL, mlflow_client
+from training.tracking import CHAMPION, REGISTERED_MODEL, mlflow_client, register_artifact
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def champion_model_file(settings: Settings) -> tuple[str, Path] | None:
         mlflow.artifacts.download_artifacts(artifact_uri=version.source, dst_path=str(dest))
     )
     onnx = local if local.suffix == ".onnx" else next(local.rglob("*.onnx"))
-    return version.version, onnx
+    return str(version.version), onnx
 
 
 def promote(
@@ -134,8 +134,7 @@ def promote(
             mlflow.log_artifact(str(report), artifact_path="promotion")
         mlflow.set_tag("promoted", str(decision.promote).lower())
 
-    source = f"runs:/{run_id}/weights/{candidate_onnx.name}"
-    version = mlflow.register_model(source, REGISTERED_MODEL).version
+    version = register_artifact(mlflow, run_id, f"weights/{candidate_onnx.name}")
     for key, value in cand.flat_metrics(f"{split}/").items():
         client.set_model_version_tag(REGISTERED_MODEL, version, key, f"{value:.4f}")
     client.set_model_version_tag(REGISTERED_MODEL, version, "split_sha256", cand.split_sha256)

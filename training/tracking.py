@@ -51,3 +51,18 @@ def code_version() -> str:
     except (OSError, subprocess.CalledProcessError):
         return __version__
     return f"{sha}+dirty" if dirty else sha
+
+
+def register_artifact(mlflow: ModuleType, run_id: str, artifact_path: str) -> str:
+    """Register a run's artifact (an ONNX file) as a new version of ``football-detector``.
+
+    MLflow 3's ``register_model("runs:/...")`` wants a logged MLflow model; the workers serve
+    a plain ONNX file, so the version's source is the artifact itself.
+    """
+    client = mlflow.MlflowClient()
+    try:
+        client.get_registered_model(REGISTERED_MODEL)
+    except mlflow.exceptions.MlflowException:
+        client.create_registered_model(REGISTERED_MODEL)
+    source = f"{client.get_run(run_id).info.artifact_uri}/{artifact_path}"
+    return str(client.create_model_version(REGISTERED_MODEL, source, run_id=run_id).version)

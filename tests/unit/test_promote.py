@@ -19,21 +19,39 @@ CHAMP = result(0.40, {"ball": 0.10, "goalkeeper": 0.70, "player": 0.95, "referee
 @pytest.mark.parametrize(
     ("candidate", "promote", "mentions"),
     [
-        (result(0.45, {"ball": 0.12, "goalkeeper": 0.71, "player": 0.96, "referee": 0.80}), True,
-         "promoted: higher"),
-        (result(0.38, {"ball": 0.12, "goalkeeper": 0.71, "player": 0.96, "referee": 0.80}), False,
-         "mAP50-95 is not higher"),
-        (result(0.45, {"ball": 0.12, "goalkeeper": 0.60, "player": 0.97, "referee": 0.85}), False,
-         "goalkeeper regressed"),
+        (
+            result(0.45, {"ball": 0.12, "goalkeeper": 0.71, "player": 0.96, "referee": 0.80}),
+            True,
+            "promoted: higher",
+        ),
+        (
+            result(0.38, {"ball": 0.12, "goalkeeper": 0.71, "player": 0.96, "referee": 0.80}),
+            False,
+            "mAP50-95 is not higher",
+        ),
+        (
+            result(0.45, {"ball": 0.12, "goalkeeper": 0.60, "player": 0.97, "referee": 0.85}),
+            False,
+            "goalkeeper regressed",
+        ),
         # A fall within the margin is tolerated.
-        (result(0.45, {"ball": 0.09, "goalkeeper": 0.69, "player": 0.96, "referee": 0.80}), True,
-         "promoted: higher"),
+        (
+            result(0.45, {"ball": 0.09, "goalkeeper": 0.69, "player": 0.96, "referee": 0.80}),
+            True,
+            "promoted: higher",
+        ),
         # Equal is not better: the champion stays.
-        (result(0.40, {"ball": 0.10, "goalkeeper": 0.70, "player": 0.95, "referee": 0.80}), False,
-         "not higher"),
+        (
+            result(0.40, {"ball": 0.10, "goalkeeper": 0.70, "player": 0.95, "referee": 0.80}),
+            False,
+            "not higher",
+        ),
         # A class the candidate lost entirely counts as AP50 0.
-        (result(0.45, {"ball": 0.12, "goalkeeper": 0.71, "player": 0.96}), False,
-         "referee regressed"),
+        (
+            result(0.45, {"ball": 0.12, "goalkeeper": 0.71, "player": 0.96}),
+            False,
+            "referee regressed",
+        ),
     ],
     ids=["better", "worse", "one-class-regressed", "within-margin", "equal", "class-missing"],
 )

@@ -1,0 +1,50 @@
+# pitchside: `make up` runs the stack on this machine, `make test` runs every test.
+# Both create .venv when it is missing and install into it; a stamp per step makes repeated
+# runs quick (edit pyproject.toml or constraints.txt and the next run installs again).
+
+PYTHON ?= python3.11
+VENV ?= .venv
+SOURCE ?=
+# Only where `import torchvision` fails (no CPU build on the registry): see ENVIRONMENT.md.
+TORCHVISION_SHIM ?= ../shared/tools/torchvision-cpu-shim
+
+PIP := $(VENV)/bin/python -m pip
+INSTALL := $(PIP) install -c constraints.txt
+
+.PHONY: up test lint torch install install-dev
+
+up: $(VENV)/.stamp-serve
+	$(VENV)/bin/pitchside up $(if $(SOURCE),--source "$(SOURCE)")
+
+test: $(VENV)/.stamp-dev
+	$(VENV)/bin/python -m pytest
+
+lint: $(VENV)/.stamp-dev
+	$(VENV)/bin/ruff check .
+
+install: $(VENV)/.stamp-serve
+install-dev: $(VENV)/.stamp-dev
+torch: $(VENV)/.stamp-torch
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Serving needs no PyTorch: the project and its runtime dependencies only.
+$(VENV)/.stamp-serve: pyproject.toml constraints.txt | $(VENV)/bin/python
+	$(INSTALL) -e .
+	touch $@
+
+# torch first, pinned: its CPU wheel is local here, an unpinned resolve pulls GBs of CUDA.
+# Then the torchvision shim, only where torchvision does not import and the shim exists.
+$(VENV)/.stamp-torch: constraints.txt | $(VENV)/bin/python
+	$(INSTALL) torch==2.13.0
+	@if ! $(VENV)/bin/python -c "import torchvision" 2>/dev/null && [ -d "$(TORCHVISION_SHIM)" ]; then \
+		echo "torchvision does not import: installing $(TORCHVISION_SHIM)"; \
+		$(INSTALL) "$(TORCHVISION_SHIM)"; \
+	fi
+	touch $@
+
+# Everything: serving, training (Ultralytics, MLflow) and the test tools.
+$(VENV)/.stamp-dev: pyproject.toml constraints.txt $(VENV)/.stamp-torch
+	$(INSTALL) -e ".[train,dev]"
+	touch $@ $(VENV)/.stamp-serve

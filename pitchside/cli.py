@@ -1,0 +1,117 @@
+"""The ``pitchside`` command: one subcommand per service or tool, imported only when chosen.
+
+Every command lives in a module that exposes ``add_arguments(parser)`` and ``run(args) -> int``.
+``pitchside --help`` lists them all from :data:`COMMANDS` without importing any of them, so
+that a light command never pays for a heavy one (``import mlflow`` alone costs about 2 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+
+from pitchside import __version__
+
+EXIT_USAGE = 2
+
+#: name -> (module path, one-line help). The module is imported only when its command runs.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "up": ("pitchside.up", "run the whole stack on this machine: Redis, gateway, ingest, workers"),
+    "ingest": ("ingest.__main__", "run the ingest service: decode sources, publish frames"),
+    "worker": ("workers.__main__", "run one detection worker: frames in, detections out"),
+    "gateway": ("gateway.__main__", "run the gateway: REST API, WebSocket fan-out, viewer"),
+    "train": ("training.train_cli", "fine-tune a detector and track the run in MLflow"),
+    "evaluate": ("training.evaluate_cli", "score a model on the held-out split"),
+    "models": ("training.models_cli", "list, promote and export registered models"),
+    "bench": ("pitchside.bench", "measure throughput and latency of the pipeline"),
+}
+
+
+class CommandUnavailableError(Exception):
+    """The module of a command cannot be imported or lacks add_arguments/run."""
+
+
+def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
+    """The top-level parser; only the ``chosen`` command's module is imported and asked
+    for its arguments.
+
+    Raises:
+        CommandUnavailableError: the chosen command's module is missing or incomplete.
+    """
+    parser = argparse.ArgumentParser(
+        prog="pitchside",
+        description="Streaming video analytics for football.",
+        epilog="Run 'pitchside COMMAND --help' for the options of one command.",
+    )
+    parser.add_argument("--version", action="version", version=f"pitchside {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (_, help_text) in COMMANDS.items():
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
+            module = load_command(name)
+            module.add_arguments(command)
+            command.set_defaults(_run=module.run)
+    return parser
+
+
+def load_command(name: str) -> ModuleType:
+    """Import the module of command ``name`` and check that it has add_arguments and run.
+
+    Raises:
+        CommandUnavailableError: with a message a user can act on.
+    """
+    module_path = COMMANDS[name][0]
+    try:
+        module = importlib.import_module(module_path)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or "?"
+        if module_path == missing or module_path.startswith(missing + "."):
+            raise CommandUnavailableError(
+                f"command {name!r} is not available in this installation "
+                f"(its module {module_path} does not exist)"
+            ) from exc
+        raise CommandUnavailableError(
+            f"command {name!r} needs the Python package {missing!r}, which is not installed "
+            "(the training commands need the 'train' extra: pip install -e '.[train]')"
+        ) from exc
+    for attr in ("add_arguments", "run"):
+        if not callable(getattr(module, attr, None)):
+            raise CommandUnavailableError(
+                f"command {name!r} is broken: {module_path} has no {attr}() function"
+            )
+    return module
+
+
+def _chosen_command(argv: Sequence[str]) -> str | None:
+    """The first argument that is not an option: the command (top-level options take no value)."""
+    for arg in argv:
+        if arg == "--":
+            return None
+        if not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``pitchside`` console script and of ``python -m pitchside``.
+
+    Returns:
+        The command's exit status; 2 for a usage error or a command that is not available.
+    """
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    try:
+        parser = build_parser(_chosen_command(args_list))
+    except CommandUnavailableError as exc:
+        print(f"pitchside: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        args = parser.parse_args(args_list)
+    except SystemExit as exc:  # --help, --version, or a usage error already printed
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    try:
+        return int(args._run(args))
+    except KeyboardInterrupt:
+        return 130

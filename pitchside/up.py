@@ -1,0 +1,344 @@
+"""``pitchside up``: the whole stack on one machine, supervised.
+
+Steps: read the settings, check the port and the model, start the embedded Redis (unless
+``REDIS_URL`` is set), start ``gateway``, ``ingest`` and N ``workers`` under a
+:class:`~pitchside.supervisor.Supervisor`, wait for the gateway's ``/readyz``, optionally start
+one stream, then run until SIGINT or SIGTERM. Everything started is stopped on the way out,
+in reverse order and Redis last, whatever the reason: a signal, a child that cannot run
+(exit status 2), or an error during start-up.
+
+Exit status: 0 after a clean stop, 2 for a bad setting, model, port or source (nothing is left
+running), 1 for anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Awaitable, Mapping, Sequence
+from pathlib import Path
+
+import httpx
+
+from pitchside.embedded_redis import EmbeddedRedis, EmbeddedRedisError
+from pitchside.errors import ModelError, SettingsError
+from pitchside.logs import setup_logging
+from pitchside.redact import redact_url
+from pitchside.settings import Settings
+from pitchside.supervisor import ChildSpec, ChildState, RestartPolicy, Supervisor
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_CONFIG = 2
+READY_TIMEOUT_S = 120.0
+_PROBE_INTERVAL_S = 0.25
+_HTTP_TIMEOUT_S = 30.0  # POST /api/streams waits for ingest (PITCHSIDE_CONTROL_TIMEOUT_S)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``pitchside up``; the rest comes from ``PITCHSIDE_*`` variables."""
+    parser.add_argument("--source", help="a video file or camera URL to start as a stream")
+    parser.add_argument("--loop", action="store_true", help="replay --source forever")
+    parser.add_argument(
+        "--workers", type=_count, help="worker processes (default: PITCHSIDE_WORKERS, 1)"
+    )
+    parser.add_argument("--host", help="gateway address (default: PITCHSIDE_HOST, 127.0.0.1)")
+    parser.add_argument("--port", type=_port, help="gateway port (default: PITCHSIDE_PORT, 8000)")
+    parser.add_argument(
+        "--ready-timeout",
+        type=float,
+        default=READY_TIMEOUT_S,
+        metavar="SECONDS",
+        help=f"give up when the gateway is not ready by then (default: {READY_TIMEOUT_S:.0f})",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the stack until a signal; see the module docstring for the exit status."""
+    if args.loop and not args.source:
+        return _fail("--loop needs --source")
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        return _fail(str(exc))
+    changes = {"workers": args.workers, "host": args.host, "port": args.port}
+    settings = settings.replace(**{k: v for k, v in changes.items() if v is not None})
+    setup_logging(settings, "up")
+    if problem := check_port(settings.host, settings.port) or check_model(settings.model_uri):
+        return _fail(problem)
+    return asyncio.run(_up(settings, args, os.environ))
+
+
+def check_model(model_uri: str) -> str | None:
+    """None when the workers can serve ``model_uri``, else a one-line reason."""
+    try:
+        from workers.engines import inspect_model  # onnxruntime: only `up` and workers need it
+    except ImportError as exc:
+        return f"cannot check the model {model_uri}: the workers package is unusable ({exc})"
+    try:
+        info = inspect_model(model_uri)
+    except ModelError as exc:
+        message = str(exc)
+        return message if model_uri in message else f"model {model_uri}: {message}"
+    log.info("model %s is usable", model_uri)
+    log.debug("model %s: %r", model_uri, info)
+    return None
+
+
+def check_port(host: str, port: int) -> str | None:
+    """None when the gateway will be able to listen on ``host:port``, else the reason."""
+    if port == 0:
+        return "pitchside up needs a fixed port: set PITCHSIDE_PORT or --port to 1-65535, not 0"
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+            probe.bind(address)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        return f"cannot listen on {host}:{port}: {reason} (choose another with --port)"
+    return None
+
+
+def child_specs(settings: Settings, redis_url: str, base_env: Mapping[str, str]) -> list[ChildSpec]:
+    """The gateway, ingest and ``settings.workers`` workers, in start order."""
+    env = {
+        **base_env,
+        "REDIS_URL": redis_url,
+        "PITCHSIDE_HOST": settings.host,
+        "PITCHSIDE_PORT": str(settings.port),
+        "PITCHSIDE_MODEL": settings.model_uri,  # the one check_model accepted
+        "PITCHSIDE_WORKERS": str(settings.workers),
+        "PYTHONUNBUFFERED": "1",  # log lines reach the terminal as they are written
+    }
+    python = sys.executable
+    specs = [
+        ChildSpec("gateway", (python, "-m", "gateway"), env),
+        ChildSpec("ingest", (python, "-m", "ingest"), env),
+    ]
+    for i in range(1, settings.workers + 1):
+        name = f"worker-{i}"
+        specs.append(ChildSpec(name, (python, "-m", "workers", "--name", name), env))
+    return specs
+
+
+def public_url(host: str, port: int) -> str:
+    """The URL a browser on this machine opens (a wildcard address becomes loopback)."""
+    if host in ("", "0.0.0.0"):
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+async def run_stack(
+    specs: Sequence[ChildSpec],
+    base_url: str,
+    stop: asyncio.Event,
+    source: str | None = None,
+    loop_source: bool = False,
+    ready_timeout_s: float = READY_TIMEOUT_S,
+    policy: RestartPolicy | None = None,
+) -> int:
+    """Supervise ``specs`` until ``stop`` is set or a required child cannot run.
+
+    The first spec is the gateway: it must answer ``base_url``/readyz with 200 within
+    ``ready_timeout_s``. With ``source``, one stream is started through the REST API.
+    Every child is stopped before this returns, whatever happened.
+
+    Returns:
+        The exit status of ``pitchside up``.
+    """
+    supervisor = Supervisor(specs, policy)
+    try:
+        await supervisor.start()
+        code = await _until_ready(supervisor, specs[0].name, base_url, stop, ready_timeout_s)
+        if code is not None:
+            return code
+        if source is not None:
+            code = await _start_stream(base_url, source, loop_source)
+            if code is not None:
+                return code
+        print(f"pitchside is up: {base_url}", flush=True)
+        return await _until_stopped(supervisor, stop)
+    except OSError as exc:
+        return _fail(f"cannot start a service: {exc}", EXIT_ERROR)
+    finally:
+        log.info("stopping every service")
+        await supervisor.stop()
+
+
+async def _up(settings: Settings, args: argparse.Namespace, base_env: Mapping[str, str]) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGHUP: terminal closed
+        loop.add_signal_handler(sig, stop.set)
+    redis = None if settings.redis_url else EmbeddedRedis()
+    try:
+        # Started in this (the main) thread: its death signal is tied to the thread.
+        redis_url = settings.redis_url or redis.start()  # type: ignore[union-attr]
+        if stop.is_set():
+            return EXIT_OK
+        return await run_stack(
+            child_specs(settings, redis_url, base_env),
+            public_url(settings.host, settings.port),
+            stop,
+            source=_absolute_source(args.source) if args.source else None,
+            loop_source=args.loop,
+            ready_timeout_s=args.ready_timeout,
+        )
+    except EmbeddedRedisError as exc:
+        return _fail(f"cannot start the embedded Redis: {exc}", EXIT_ERROR)
+    finally:
+        if redis is not None:
+            redis.stop()
+        log.info("pitchside stopped")
+
+
+async def _until_ready(
+    supervisor: Supervisor, gateway: str, base_url: str, stop: asyncio.Event, timeout_s: float
+) -> int | None:
+    """None once the gateway is ready, else the exit status to stop with."""
+    first = await _first(
+        ready=asyncio.wait_for(_probe_ready(base_url), timeout_s),
+        stop=stop.wait(),
+        failed=supervisor.failed.wait(),
+        gateway_gone=supervisor.wait_finished(gateway),
+    )
+    if first == "ready":
+        return None
+    if first == "stop":
+        return EXIT_OK
+    if first == "failed":
+        return _child_failed(supervisor)
+    if first == "gateway_gone":
+        state = supervisor.child(gateway)
+        return _fail(f"the {gateway} ended ({state.state}) before it was ready; see its log above")
+    return _fail(f"{base_url}/readyz did not answer 200 within {timeout_s:.0f} s", EXIT_ERROR)
+
+
+async def _until_stopped(supervisor: Supervisor, stop: asyncio.Event) -> int:
+    first = await _first(
+        stop=stop.wait(), failed=supervisor.failed.wait(), done=supervisor.done.wait()
+    )
+    if first == "stop":
+        return EXIT_OK
+    if first == "failed":
+        return _child_failed(supervisor)
+    if all(s.state == ChildState.EXITED for s in supervisor.status()):
+        return EXIT_OK
+    return _fail("every service has ended; see the log above", EXIT_ERROR)
+
+
+async def _probe_ready(base_url: str) -> None:
+    """Return once GET /readyz answers 200. Unbounded: the caller bounds it."""
+    async with httpx.AsyncClient(timeout=2.0, trust_env=False) as client:
+        while True:
+            try:
+                response = await client.get(f"{base_url}/readyz")
+                if response.status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass  # not listening yet
+            await asyncio.sleep(_PROBE_INTERVAL_S)
+
+
+async def _start_stream(base_url: str, source: str, loop_source: bool) -> int | None:
+    """POST /api/streams; None when the stream started, else the exit status."""
+    shown = redact_url(source)
+    try:
+        async with httpx.AsyncClient(timeout=_HTTP_TIMEOUT_S, trust_env=False) as client:
+            response = await client.post(
+                f"{base_url}/api/streams", json={"source": source, "loop": loop_source}
+            )
+    except httpx.HTTPError as exc:
+        return _fail(f"could not start a stream from {shown}: {exc!r}", EXIT_ERROR)
+    body = _json_or_none(response)
+    if response.is_success:
+        sid = (body.get("sid") or body.get("id")) if isinstance(body, dict) else None
+        print(f"started stream {sid or '?'} from {shown}", flush=True)
+        return None
+    detail = _detail(body) or response.text.strip() or response.reason_phrase
+    status = EXIT_CONFIG if 400 <= response.status_code < 500 else EXIT_ERROR
+    code = response.status_code
+    return _fail(f"the stream from {shown} was refused (HTTP {code}): {detail}", status)
+
+
+def _child_failed(supervisor: Supervisor) -> int:
+    failure = supervisor.failure
+    if failure is None:  # not reachable: failed is set together with failure
+        return _fail("a service cannot run; see the log above")
+    return _fail(f"{failure.name} cannot run (exit status 2): {failure.message or 'no message'}")
+
+
+async def _first(**awaitables: Awaitable[object]) -> str:
+    """Run the awaitables until one finishes; cancel the rest and return its name.
+
+    A timeout counts as finishing: the name is returned with ``"timeout"`` appended.
+    """
+    tasks = {asyncio.ensure_future(aw): name for name, aw in awaitables.items()}
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    task = next(iter(done))
+    if not task.cancelled() and isinstance(task.exception(), TimeoutError):
+        return tasks[task] + "_timeout"
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        raise exc
+    return tasks[task]
+
+
+def _absolute_source(source: str) -> str:
+    """A local path made absolute (the gateway may run elsewhere); URLs unchanged."""
+    if "://" in source:
+        return source
+    return str(Path(source).expanduser().resolve())
+
+
+def _json_or_none(response: httpx.Response) -> object:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _detail(body: object) -> str:
+    """The API's ``detail``: a string, or FastAPI's list of validation errors."""
+    if not isinstance(body, dict):
+        return ""
+    detail = body.get("detail")
+    if isinstance(detail, list):
+        return "; ".join(str(d.get("msg", d)) if isinstance(d, dict) else str(d) for d in detail)
+    return str(detail) if detail else ""
+
+
+def _fail(message: str, status: int = EXIT_CONFIG) -> int:
+    print(f"pitchside up: {message}", file=sys.stderr, flush=True)
+    return status
+
+
+def _count(raw: str) -> int:
+    value = int(raw)
+    if not 0 <= value <= 256:  # as PITCHSIDE_WORKERS
+        raise argparse.ArgumentTypeError(f"must be between 0 and 256, got {raw}")
+    return value
+
+
+def _port(raw: str) -> int:
+    value = int(raw)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 65535, got {raw}")
+    return value

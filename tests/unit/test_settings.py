@@ -1,0 +1,156 @@
+"""Settings.from_env: defaults, every variable, and a clear error for each bad value."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pitchside.errors import SettingsError
+from pitchside.settings import Settings, default_model_path
+
+
+def test_settings_from_an_empty_environment_are_the_defaults() -> None:
+    # given no variable at all
+    settings = Settings.from_env({})
+    # then every field has its documented default
+    assert settings == Settings()
+    assert settings.redis_url is None
+    assert settings.host == "127.0.0.1"
+    assert settings.port == 8000
+    assert settings.workers == 1
+    assert settings.max_width is None
+    assert settings.data_dir == Path(".pitchside")
+    assert settings.model_uri == str(default_model_path())
+
+
+def test_settings_treat_empty_values_as_unset() -> None:
+    env = {name: "" for name, _, _ in EVERY_VARIABLE}
+    assert Settings.from_env(env) == Settings()
+
+
+# variable, value, expected (field name, parsed value)
+EVERY_VARIABLE: list[tuple[str, str, tuple[str, Any]]] = [
+    ("REDIS_URL", "redis://10.0.0.5:6379/1", ("redis_url", "redis://10.0.0.5:6379/1")),
+    ("PITCHSIDE_FRAMES_MAXLEN", "75", ("frames_maxlen", 75)),
+    ("PITCHSIDE_DETS_MAXLEN", "1000", ("dets_maxlen", 1000)),
+    ("PITCHSIDE_DATA_DIR", "/var/lib/pitchside", ("data_dir", Path("/var/lib/pitchside"))),
+    ("PITCHSIDE_HOST", "0.0.0.0", ("host", "0.0.0.0")),
+    ("PITCHSIDE_PORT", "9000", ("port", 9000)),
+    ("PITCHSIDE_WS_QUEUE", "8", ("ws_queue", 8)),
+    ("PITCHSIDE_CONTROL_TIMEOUT_S", "2.5", ("control_timeout_s", 2.5)),
+    ("PITCHSIDE_JPEG_QUALITY", "95", ("jpeg_quality", 95)),
+    ("PITCHSIDE_MAX_WIDTH", "1280", ("max_width", 1280)),
+    ("PITCHSIDE_ANALYSE_MAX_LAG", "32", ("analyse_max_lag", 32)),
+    ("PITCHSIDE_MODEL", "models:/football@champion", ("model", "models:/football@champion")),
+    ("PITCHSIDE_WORKERS", "3", ("workers", 3)),
+    ("PITCHSIDE_CONF", "0.4", ("conf", 0.4)),
+    ("PITCHSIDE_IOU", "0.6", ("iou", 0.6)),
+    ("PITCHSIDE_IMGSZ", "1280", ("imgsz", 1280)),
+    ("PITCHSIDE_BATCH", "8", ("batch_max", 8)),
+    ("PITCHSIDE_BATCH_MS", "12.5", ("batch_timeout_ms", 12.5)),
+    ("PITCHSIDE_PROVIDERS", "CPUExecutionProvider", ("providers", "CPUExecutionProvider")),
+    ("PITCHSIDE_THREADS", "2", ("threads", 2)),
+    ("PITCHSIDE_MODEL_POLL_S", "30", ("model_poll_s", 30.0)),
+    ("PITCHSIDE_CLAIM_IDLE_MS", "5000", ("claim_idle_ms", 5000)),
+    ("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000", ("mlflow_tracking_uri", "http://127.0.0.1:5000")),
+    ("PITCHSIDE_LOG_LEVEL", "debug", ("log_level", "DEBUG")),
+    ("PITCHSIDE_LOG_JSON", "true", ("log_json", True)),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("variable", "raw", "expected"), EVERY_VARIABLE, ids=lambda v: str(v))
+def test_settings_parse_every_variable(variable: str, raw: str, expected: tuple[str, Any]) -> None:
+    # given one variable set
+    settings = Settings.from_env({variable: raw})
+    # then its field holds the parsed value and every other field keeps its default
+    field, value = expected
+    assert getattr(settings, field) == value
+    assert settings == Settings().replace(**{field: value})
+
+
+def test_every_settings_field_has_a_variable_in_the_table() -> None:
+    # a new setting needs a row here and one in the README's configuration table
+    fields = {f.name for f in dataclasses.fields(Settings)}
+    assert fields == {field for _, _, (field, _) in EVERY_VARIABLE}
+
+
+def test_settings_model_uri_is_the_given_model() -> None:
+    settings = Settings.from_env({"PITCHSIDE_MODEL": "/models/x.onnx"})
+    assert settings.model_uri == "/models/x.onnx"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("1", True), ("yes", True), ("ON", True), ("0", False), ("no", False), ("off", False)],
+)
+def test_settings_parse_booleans(raw: str, expected: bool) -> None:
+    assert Settings.from_env({"PITCHSIDE_LOG_JSON": raw}).log_json is expected
+
+
+BAD_VALUES: list[tuple[str, str, str]] = [
+    # variable, bad value, what the message must say
+    ("PITCHSIDE_FRAMES_MAXLEN", "many", "must be an integer"),
+    ("PITCHSIDE_FRAMES_MAXLEN", "1", "at least 2"),
+    ("PITCHSIDE_DETS_MAXLEN", "-5", "at least 2"),
+    ("PITCHSIDE_PORT", "80.5", "must be an integer"),
+    ("PITCHSIDE_PORT", "70000", "between 0 and 65535"),
+    ("PITCHSIDE_WS_QUEUE", "0", "between 1 and 1000"),
+    ("PITCHSIDE_CONTROL_TIMEOUT_S", "soon", "must be a number"),
+    ("PITCHSIDE_CONTROL_TIMEOUT_S", "0", "at least 0.1"),
+    ("PITCHSIDE_JPEG_QUALITY", "101", "between 1 and 100"),
+    ("PITCHSIDE_MAX_WIDTH", "-1", "at least 0"),
+    ("PITCHSIDE_ANALYSE_MAX_LAG", "0", "at least 1"),
+    ("PITCHSIDE_WORKERS", "257", "between 0 and 256"),
+    ("PITCHSIDE_WORKERS", "two", "must be an integer"),
+    ("PITCHSIDE_CONF", "1.5", "between 0.0 and 1.0"),
+    ("PITCHSIDE_IOU", "high", "must be a number"),
+    ("PITCHSIDE_IMGSZ", "16", "between 32 and 4096"),
+    ("PITCHSIDE_IMGSZ", "650", "multiple of 32"),
+    ("PITCHSIDE_BATCH", "0", "between 1 and 256"),
+    ("PITCHSIDE_BATCH_MS", "-1", "between 0.0 and 10000.0"),
+    ("PITCHSIDE_THREADS", "300", "between 0 and 256"),
+    ("PITCHSIDE_MODEL_POLL_S", "0", "at least 0.1"),
+    ("PITCHSIDE_CLAIM_IDLE_MS", "10", "at least 100"),
+    ("PITCHSIDE_LOG_LEVEL", "LOUD", "must be one of DEBUG, INFO, WARNING, ERROR"),
+    ("PITCHSIDE_LOG_JSON", "maybe", "must be true or false"),
+]
+
+
+@pytest.mark.parametrize(("variable", "raw", "says"), BAD_VALUES)
+def test_settings_reject_a_bad_value_naming_the_variable(
+    variable: str, raw: str, says: str
+) -> None:
+    # given one variable with a value pitchside cannot use
+    # when the settings are read
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({variable: raw})
+    # then the message names the variable, what it expects and what it got
+    message = str(caught.value)
+    assert variable in message
+    assert says in message
+    assert raw.upper() in message.upper()
+
+
+def test_settings_replace_returns_a_changed_copy() -> None:
+    settings = Settings()
+    changed = settings.replace(port=9001)
+    assert changed.port == 9001
+    assert settings.port == 8000
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.port = 1  # type: ignore[misc]
+
+
+def test_settings_tracking_uri_defaults_to_sqlite_in_the_data_dir(tmp_path: Path) -> None:
+    settings = Settings.from_env({"PITCHSIDE_DATA_DIR": str(tmp_path)})
+    assert settings.tracking_uri == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+    given = Settings.from_env({"MLFLOW_TRACKING_URI": "sqlite:///x.db"})
+    assert given.tracking_uri == "sqlite:///x.db"
+
+
+def test_readme_documents_every_variable() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    missing = [name for name, _, _ in EVERY_VARIABLE if f"`{name}`" not in readme]
+    assert missing == [], f"README.md's configuration table lacks {missing}"
