@@ -1,0 +1,368 @@
+"""Fan-out of each stream's detections, with their JPEGs, to every viewer of that stream.
+
+One reader task per stream that has viewers (started by the first, cancelled when the last
+leaves) does ``XREAD BLOCK`` on the stream's dets, fetches the frames those detections belong
+to with one pipelined ``XRANGE`` per batch, builds each outgoing message once and offers it to
+every viewer. Each viewer holds a small bounded queue: a slow browser loses its own oldest
+messages and never slows the reader or the other viewers (the idea of aiortc's ``MediaRelay``
+with ``buffered=False``, widened to a few messages). The same task polls the registry and
+closes the viewers when the stream ends, fails, stops or is deleted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import random
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from gateway import protocol
+from gateway.metrics import BAD_MESSAGE, FRAME_TRIMMED, SLOW_CLIENT, STAGE, Metrics
+from pitchside.errors import SchemaError
+from pitchside.schema import (
+    STREAMS_KEY,
+    DetsMsg,
+    FrameMsg,
+    StreamInfo,
+    StreamState,
+    dets_key,
+    frames_key,
+    now_ns,
+)
+
+log = logging.getLogger(__name__)
+
+REGISTRY_POLL_S = 0.5  # how often a reader looks at its stream's registry entry
+XREAD_COUNT = 32  # dets entries per XREAD at most
+ENDED_IDLE_S = 1.0  # after "ended", deliver what still arrives until the dets are this idle
+ENDED_LINGER_S = 10.0  # ... but no longer than this
+DELETED = "deleted"  # the state a viewer is told when the registry entry disappears
+
+Payload = bytes | str
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One frame message, built once per stream and shared by all its viewers."""
+
+    text: str  # the meta JSON, sent alone to ?frames=0 viewers
+    binary: bytes | None  # header + meta + JPEG; None when no viewer wants it or the JPEG is gone
+
+
+@dataclass(frozen=True, slots=True)
+class Closing:
+    """Tells a viewer's sender to send ``event`` (if any), then close with ``code``/``reason``."""
+
+    code: int
+    reason: str
+    event: str | None = None
+
+
+class Viewer:
+    """One WebSocket's bounded queue: a deque that drops its oldest item, and a wake-up event.
+
+    Args:
+        sid: the stream viewed.
+        frames: whether this viewer gets binary messages (True) or the meta JSON alone.
+        maxlen: messages held before the oldest is dropped (``settings.ws_queue``).
+        on_drop: called once for every message dropped because the viewer fell behind.
+    """
+
+    def __init__(
+        self, sid: str, *, frames: bool, maxlen: int, on_drop: Callable[[], None] | None = None
+    ) -> None:
+        self.sid = sid
+        self.frames = frames
+        self.dropped = 0
+        self._queue: deque[Payload] = deque(maxlen=maxlen)
+        self._ready = asyncio.Event()
+        self._closing: Closing | None = None
+        self._on_drop = on_drop
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    @property
+    def closing(self) -> Closing | None:
+        return self._closing
+
+    def put(self, payload: Payload) -> None:
+        """Queue ``payload``; when the queue is full its oldest item is dropped and counted."""
+        if self._closing is not None:
+            return
+        if len(self._queue) == self._queue.maxlen:
+            self.dropped += 1
+            if self._on_drop is not None:
+                self._on_drop()
+        self._queue.append(payload)
+        self._ready.set()
+
+    def offer(self, message: Outgoing) -> None:
+        """Queue the form of ``message`` this viewer asked for, if there is one."""
+        payload = message.binary if self.frames else message.text
+        if payload is not None:
+            self.put(payload)
+
+    def finish(self, closing: Closing) -> None:
+        """Close after the queued messages; the first call wins."""
+        if self._closing is None:
+            self._closing = closing
+            self._ready.set()
+
+    async def get(self) -> Payload | Closing:
+        """The oldest queued message, else the Closing once finished; waits for either."""
+        while True:
+            if self._queue:
+                return self._queue.popleft()
+            if self._closing is not None:
+                return self._closing
+            self._ready.clear()
+            await self._ready.wait()
+
+
+@dataclass(eq=False, slots=True)
+class _Feed:
+    sid: str
+    viewers: set[Viewer] = field(default_factory=set)
+    task: asyncio.Task[None] | None = None
+    warned: bool = False  # about a malformed dets entry: once per feed is enough
+
+
+class Hub:
+    """Every stream's reader and viewers. Use ``async with Hub(...) as hub``.
+
+    Args:
+        redis: client with ``decode_responses=False`` (JPEGs are bytes).
+        metrics: where drops, latency and viewer counts go.
+        queue_size: each viewer's queue length (``settings.ws_queue``).
+    """
+
+    def __init__(self, redis: Redis, metrics: Metrics, *, queue_size: int) -> None:
+        self._redis = redis
+        self._metrics = metrics
+        self._queue_size = queue_size
+        self._feeds: dict[str, _Feed] = {}
+        self._lock = asyncio.Lock()
+
+    async def __aenter__(self) -> Hub:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def viewer_count(self, sid: str) -> int:
+        feed = self._feeds.get(sid)
+        return len(feed.viewers) if feed else 0
+
+    async def subscribe(self, sid: str, *, frames: bool) -> Viewer:
+        """A new viewer of ``sid``; every dets entry written after this returns reaches it.
+
+        Raises:
+            RedisError: Redis did not answer while starting the stream's reader.
+        """
+        async with self._lock:
+            feed = self._feeds.get(sid)
+            if feed is None:
+                start_id = await self._newest_id(sid)
+                feed = _Feed(sid)
+                feed.task = asyncio.create_task(self._run(feed, start_id), name=f"hub:{sid}")
+                self._feeds[sid] = feed
+                self._metrics.feeds.inc()
+            viewer = Viewer(sid, frames=frames, maxlen=self._queue_size, on_drop=self._slow)
+            feed.viewers.add(viewer)
+            return viewer
+
+    async def unsubscribe(self, viewer: Viewer) -> None:
+        """Forget ``viewer``; the stream's reader stops with its last viewer."""
+        async with self._lock:
+            feed = self._feeds.get(viewer.sid)
+            if feed is None or viewer not in feed.viewers:
+                return
+            feed.viewers.discard(viewer)
+            if feed.viewers:
+                return
+            self._drop_feed(feed)
+        await _cancel(feed.task)
+
+    async def close_stream(self, sid: str, state: str, error: str | None = None) -> int:
+        """Send every viewer of ``sid`` the state event and close them; returns how many."""
+        async with self._lock:
+            feed = self._feeds.get(sid)
+            if feed is None:
+                return 0
+            self._drop_feed(feed)
+            self._finish(feed, _state_closing(sid, state, error))
+        await _cancel(feed.task)
+        return len(feed.viewers)
+
+    async def aclose(self) -> None:
+        """Close every viewer (1001) and stop every reader."""
+        async with self._lock:
+            feeds = list(self._feeds.values())
+            for feed in feeds:
+                self._drop_feed(feed)
+                self._finish(feed, Closing(protocol.CLOSE_GOING_AWAY, "gateway shutting down"))
+        for feed in feeds:
+            await _cancel(feed.task)
+
+    # ---------------------------------------------------------------- the reader of one stream
+
+    async def _run(self, feed: _Feed, last_id: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        check_at = loop.time()
+        ended: tuple[str, str | None] | None = None
+        linger_until = 0.0
+        retries = _backoff()
+        try:
+            while True:
+                try:
+                    if ended is None and loop.time() >= check_at:
+                        check_at = loop.time() + REGISTRY_POLL_S
+                        over = await self._stream_over(feed.sid)
+                        if over is not None and over[0] != StreamState.ENDED:
+                            self._finish(feed, _state_closing(feed.sid, *over))
+                            return
+                        if over is not None:
+                            ended, linger_until = over, loop.time() + ENDED_LINGER_S
+                    if ended is not None:
+                        block_ms = int(ENDED_IDLE_S * 1000)
+                    else:
+                        block_ms = max(1, int((check_at - loop.time()) * 1000))
+                    reply = await self._redis.xread(
+                        {dets_key(feed.sid): last_id}, count=XREAD_COUNT, block=block_ms
+                    )
+                    retries = _backoff()
+                    if reply:
+                        entries = reply[0][1]
+                        last_id = entries[-1][0]
+                        await self._deliver(feed, entries)
+                    if ended is not None and (not reply or loop.time() > linger_until):
+                        self._finish(feed, _state_closing(feed.sid, *ended))
+                        return
+                except RedisError as exc:
+                    delay = next(retries)
+                    log.warning(
+                        "stream %s: reading Redis failed (%s); retrying in %.1f s",
+                        feed.sid, exc, delay, extra={"sid": feed.sid},
+                    )  # fmt: skip
+                    await asyncio.sleep(delay)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("stream %s: the reader failed", feed.sid, extra={"sid": feed.sid})
+            self._finish(feed, Closing(protocol.CLOSE_INTERNAL, "gateway error"))
+        finally:
+            if self._feeds.get(feed.sid) is feed:
+                self._drop_feed(feed)
+
+    async def _deliver(self, feed: _Feed, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+        batch: list[DetsMsg] = []
+        for _entry_id, fields in entries:
+            try:
+                batch.append(DetsMsg.from_fields(fields))
+            except SchemaError as exc:
+                self._metrics.dropped(BAD_MESSAGE)
+                if not feed.warned:
+                    feed.warned = True
+                    log.warning(
+                        "stream %s: skipping dets: %s", feed.sid, exc, extra={"sid": feed.sid}
+                    )
+        if not batch:
+            return
+        want_frames = any(v.frames for v in feed.viewers)
+        jpegs = await self._fetch_jpegs(feed.sid, batch) if want_frames else [None] * len(batch)
+        for dets, jpeg in zip(batch, jpegs, strict=True):
+            if want_frames and jpeg is None:
+                self._metrics.dropped(FRAME_TRIMMED)
+            message = self._build(feed.sid, dets, jpeg)
+            for viewer in tuple(feed.viewers):
+                viewer.offer(message)
+            await asyncio.sleep(0)  # let the viewers' senders run between messages of a batch
+
+    async def _fetch_jpegs(self, sid: str, batch: list[DetsMsg]) -> list[bytes | None]:
+        key = frames_key(sid)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for dets in batch:
+                pipe.xrange(key, min=dets.frame_id, max=dets.frame_id, count=1)
+            results: list[Any] = await pipe.execute(raise_on_error=False)
+        jpegs: list[bytes | None] = []
+        for found in results:
+            if isinstance(found, Exception) or not found:
+                jpegs.append(None)  # trimmed already, or a frame_id that is no entry id
+                continue
+            try:
+                jpegs.append(FrameMsg.from_fields(found[0][1]).img)
+            except SchemaError:
+                jpegs.append(None)
+        return jpegs
+
+    def _build(self, sid: str, dets: DetsMsg, jpeg: bytes | None) -> Outgoing:
+        sent_ns = now_ns()
+        text = protocol.encode_text(protocol.frame_meta(sid, dets, sent_ns))
+        binary = protocol.encode_binary(text, jpeg) if jpeg is not None else None
+        self._metrics.messages.inc()
+        if 0 < dets.ts_capture <= sent_ns:
+            self._metrics.latency.labels(stage=STAGE).observe((sent_ns - dets.ts_capture) / 1e9)
+        return Outgoing(text=text, binary=binary)
+
+    async def _newest_id(self, sid: str) -> bytes:
+        newest = await self._redis.xrevrange(dets_key(sid), count=1)
+        return newest[0][0] if newest else b"0-0"
+
+    async def _stream_over(self, sid: str) -> tuple[str, str | None] | None:
+        """(state, error) once the stream is no longer active or is gone, else None."""
+        raw = await self._redis.hget(STREAMS_KEY, sid)
+        if raw is None:
+            return DELETED, None
+        try:
+            info = StreamInfo.from_json(raw)
+        except SchemaError:
+            return None  # a writer's bad entry is not the end of the stream
+        return None if info.state.active else (info.state.value, info.error)
+
+    # ---------------------------------------------------------------- helpers
+
+    def _drop_feed(self, feed: _Feed) -> None:
+        if self._feeds.pop(feed.sid, None) is not None:
+            self._metrics.feeds.dec()
+
+    @staticmethod
+    def _finish(feed: _Feed, closing: Closing) -> None:
+        for viewer in feed.viewers:
+            viewer.finish(closing)
+
+    def _slow(self) -> None:
+        self._metrics.dropped(SLOW_CLIENT)
+
+
+def _state_closing(sid: str, state: str, error: str | None) -> Closing:
+    return Closing(
+        protocol.CLOSE_NORMAL,
+        protocol.close_reason(f"stream {state}"),
+        protocol.state_event(sid, state, error),
+    )
+
+
+def _backoff(base_s: float = 0.5, cap_s: float = 10.0) -> Iterator[float]:
+    """Full-jitter exponential delays: base, 2 base, 4 base ... capped."""
+    for attempt in itertools.count():
+        yield random.uniform(0, min(cap_s, base_s * 2**attempt))
+
+
+async def _cancel(task: asyncio.Task[None] | None) -> None:
+    if task is None or task.done():
+        return
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise  # we are being cancelled ourselves, not only the task we cancelled

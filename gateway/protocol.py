@@ -1,0 +1,115 @@
+"""The viewer WebSocket protocol (``/ws/streams/{sid}``): encoders, and decoders for clients.
+
+A *frame message* describes one analysed video frame. Its JSON (the *meta*) is::
+
+    {"v": 1, "sid": "cam1", "seq": 42, "ts_capture": 1700000000000000000, "w": 1920, "h": 1080,
+     "model": "pitchside-football.onnx",
+     "detections": [{"box": [x1, y1, x2, y2], "score": 0.91, "cls": 2, "label": "player"}],
+     "timings": {"capture": ..., "publish": ..., ..., "gateway_send": ...}}
+
+Boxes are in source pixels (of the ``w`` x ``h`` JPEG); every timestamp is epoch nanoseconds.
+
+- binary message: 4-byte big-endian length ``N``, ``N`` bytes of UTF-8 meta JSON, then the JPEG
+  exactly as ingest encoded it (the gateway never decodes or re-encodes video);
+- text message: always one JSON object; a frame meta has ``"seq"`` (sent instead of binary
+  messages when the viewer asked for ``?frames=0``), an event has ``"event"``.
+
+docs/protocol.md is the reference for people writing other clients.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from typing import Any
+
+from pitchside.errors import SchemaError
+from pitchside.schema import DetsMsg
+
+PROTOCOL_VERSION = 1
+_HEADER = struct.Struct(">I")
+
+# Close codes besides the standard ones (RFC 6455 leaves 4000-4999 to applications).
+CLOSE_NORMAL = 1000  # the stream ended, failed, stopped or was deleted; see the state event
+CLOSE_GOING_AWAY = 1001  # the gateway shuts down
+CLOSE_INTERNAL = 1011  # the gateway lost Redis or hit a bug
+CLOSE_BAD_REQUEST = 4400  # a query parameter is invalid
+CLOSE_UNKNOWN_STREAM = 4404  # no stream with this id
+
+_REASON_MAX_BYTES = 123  # RFC 6455: a close frame's payload is at most 125 bytes
+
+
+def frame_meta(sid: str, dets: DetsMsg, gateway_send_ns: int) -> dict[str, Any]:
+    """The JSON part of a frame message, built from one bus DetsMsg."""
+    return {
+        "v": PROTOCOL_VERSION,
+        "sid": sid,
+        "seq": dets.seq,
+        "ts_capture": dets.ts_capture,
+        "w": dets.w,
+        "h": dets.h,
+        "model": dets.model,
+        "detections": dets.detections,
+        "timings": {**dets.timings, "gateway_send": gateway_send_ns},
+    }
+
+
+def encode_text(obj: dict[str, Any]) -> str:
+    """A JSON text message (a frame meta or an event)."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+def encode_binary(meta_text: str, jpeg: bytes) -> bytes:
+    """A binary frame message: length-prefixed meta JSON, then the JPEG bytes untouched."""
+    meta = meta_text.encode()
+    return b"".join((_HEADER.pack(len(meta)), meta, jpeg))
+
+
+def decode_binary(data: bytes) -> tuple[dict[str, Any], bytes]:
+    """Split a binary frame message into its meta and its JPEG bytes.
+
+    Raises:
+        SchemaError: the message is shorter than its header says or its JSON is not an object.
+    """
+    if len(data) < _HEADER.size:
+        raise SchemaError(f"frame message is {len(data)} bytes, shorter than its 4-byte header")
+    (n,) = _HEADER.unpack_from(data)
+    end = _HEADER.size + n
+    if end > len(data):
+        raise SchemaError(f"frame message announces {n} bytes of JSON but holds {len(data) - 4}")
+    return _json_object(data[_HEADER.size : end]), data[end:]
+
+
+def decode_text(data: str | bytes) -> dict[str, Any]:
+    """Parse a text message: a frame meta (has ``seq``) or an event (has ``event``)."""
+    return _json_object(data)
+
+
+def _json_object(raw: str | bytes) -> dict[str, Any]:
+    try:
+        obj = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise SchemaError(f"message JSON is not readable: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise SchemaError(f"message JSON is a {type(obj).__name__}, expected an object")
+    return obj
+
+
+def hello_event(sid: str, state: str, frames: bool) -> str:
+    """First message after a viewer is subscribed: every frame analysed from now on follows."""
+    return encode_text(
+        {"event": "hello", "sid": sid, "state": state, "frames": frames, "v": PROTOCOL_VERSION}
+    )
+
+
+def state_event(sid: str, state: str, error: str | None) -> str:
+    """Last message before the gateway closes a viewer because the stream is over."""
+    return encode_text({"event": "state", "sid": sid, "state": state, "error": error})
+
+
+def close_reason(text: str) -> str:
+    """``text`` cut to fit a WebSocket close frame (123 bytes of UTF-8)."""
+    raw = text.encode()
+    if len(raw) <= _REASON_MAX_BYTES:
+        return text
+    return raw[: _REASON_MAX_BYTES - 3].decode(errors="ignore") + "..."

@@ -1,0 +1,440 @@
+// pitchside viewer: stream list, start form, and the live canvas of one stream.
+// Vanilla JS, no build step, nothing loaded from elsewhere. Protocol: docs/protocol.md.
+"use strict";
+
+(() => {
+  const POLL_MS = 2000;
+  const WINDOW_MS = 1000; // fps and latency readouts cover the last second
+  const ACTIVE = new Set(["starting", "live"]);
+  const CLASS_COLOURS = {
+    player: "#3b82f6",
+    goalkeeper: "#f97316",
+    referee: "#e11d48",
+    ball: "#facc15",
+  };
+  const PALETTE = ["#22c55e", "#a855f7", "#06b6d4", "#84cc16", "#ec4899", "#14b8a6",
+    "#eab308", "#8b5cf6", "#f43f5e", "#0ea5e9"];
+
+  const $ = (sel) => document.querySelector(sel);
+  const canvas = $("#view");
+  const ctx = canvas.getContext("2d");
+  const decoder = new TextDecoder();
+
+  // What a browser test reads: frames drawn, boxes in the last drawn frame, stream shown.
+  const exposed = { framesShown: 0, lastBoxes: 0, sid: null };
+  window.pitchside = exposed;
+
+  const view = {
+    sid: null, // stream selected
+    ws: null,
+    over: false, // the selected stream ended, failed, stopped or was deleted
+    retry: 0, // reconnect attempts since the last good connection
+    retryTimer: null,
+    latest: null, // newest undecoded frame {meta, jpeg}; older ones are dropped
+    decoding: false,
+    ready: null, // decoded frame waiting for the next animation frame
+    shown: null, // frame on the canvas {meta, bitmap}, kept to redraw on toggles
+    drawTimes: [],
+    latencies: [], // [time, ms]
+    labels: new Set(),
+    hidden: new Set(),
+  };
+  let streams = [];
+
+  // ------------------------------------------------------------------ status banner
+
+  function status(text, kind = "info") {
+    const el = $("#status");
+    if (!text) {
+      el.hidden = true;
+      el.textContent = "";
+      el.className = "";
+      return;
+    }
+    el.hidden = false;
+    el.textContent = text;
+    el.className = kind;
+  }
+
+  function overText(sid, state, error) {
+    const what = { ended: "ended", failed: "failed", stopped: "was stopped", deleted: "was deleted" };
+    return `Stream ${sid} ${what[state] || state}${error ? `: ${error}` : ""}`;
+  }
+
+  async function errorDetail(resp) {
+    try {
+      const body = await resp.json();
+      return `${body.detail || resp.statusText} (${resp.status} ${body.error || ""})`.trim();
+    } catch (_) {
+      return `${resp.status} ${resp.statusText}`;
+    }
+  }
+
+  // ------------------------------------------------------------------ stream list
+
+  async function poll() {
+    try {
+      const resp = await fetch("/api/streams", { cache: "no-store" });
+      if (!resp.ok) throw new Error(await errorDetail(resp));
+      streams = (await resp.json()).streams;
+      if ($("#status").textContent.startsWith("Cannot list streams")) status("");
+      renderList();
+      checkSelected();
+    } catch (err) {
+      status(`Cannot list streams: ${err.message}`, "error");
+    } finally {
+      setTimeout(poll, POLL_MS);
+    }
+  }
+
+  function renderList() {
+    const list = $("#streams");
+    const items = streams.map((s) => {
+      const li = document.createElement("li");
+      li.dataset.sid = s.sid;
+      li.dataset.state = s.state;
+      if (s.sid === view.sid) li.classList.add("selected");
+      const name = document.createElement("span");
+      name.className = "sid";
+      name.textContent = s.sid;
+      const state = document.createElement("span");
+      state.className = `state state-${s.state}`;
+      state.textContent = s.mode === "analyse" ? `${s.state} · analyse` : s.state;
+      const del = document.createElement("button");
+      del.className = "delete";
+      del.type = "button";
+      del.textContent = "delete";
+      del.title = `Stop and delete ${s.sid}`;
+      del.addEventListener("click", (ev) => {
+        ev.stopPropagation();
+        remove(s.sid);
+      });
+      const source = document.createElement("span");
+      source.className = "source";
+      source.textContent = s.error ? `${s.source} (${s.error})` : s.source;
+      const head = document.createElement("span");
+      head.append(name, " ", state);
+      li.append(head, del, source);
+      li.addEventListener("click", () => select(s.sid));
+      return li;
+    });
+    list.replaceChildren(...items);
+    $("#no-streams").hidden = streams.length > 0;
+  }
+
+  function checkSelected() {
+    if (view.sid === null) {
+      const first = streams.find((s) => s.state === "live");
+      if (first) select(first.sid);
+      return;
+    }
+    const entry = streams.find((s) => s.sid === view.sid);
+    if (!entry) {
+      if (!view.over) status(overText(view.sid, "deleted"), "over");
+      deselect();
+    } else if (!ACTIVE.has(entry.state) && !view.over) {
+      ended(entry.sid, entry.state, entry.error);
+    }
+  }
+
+  async function remove(sid) {
+    const resp = await fetch(`/api/streams/${encodeURIComponent(sid)}`, { method: "DELETE" });
+    if (resp.ok || resp.status === 404) {
+      status(`Deleted stream ${sid}`, "ok");
+      if (sid === view.sid) deselect();
+      streams = streams.filter((s) => s.sid !== sid);
+      renderList();
+    } else {
+      status(`Could not delete ${sid}: ${await errorDetail(resp)}`, "error");
+    }
+  }
+
+  // ------------------------------------------------------------------ start form
+
+  $("#start-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const button = ev.target.querySelector("button");
+    const body = {
+      source: $("#source").value,
+      mode: $("#mode").value,
+      loop: $("#loop").checked,
+    };
+    const sid = $("#sid").value.trim();
+    if (sid) body.id = sid;
+    button.disabled = true;
+    status("Starting…", "info");
+    try {
+      const resp = await fetch("/api/streams", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+      if (!resp.ok) {
+        status(`Could not start the stream: ${await errorDetail(resp)}`, "error");
+        return;
+      }
+      const info = await resp.json();
+      status(`Started stream ${info.sid}`, "ok");
+      streams = streams.filter((s) => s.sid !== info.sid).concat([info]);
+      renderList();
+      select(info.sid);
+    } catch (err) {
+      status(`Could not start the stream: ${err.message}`, "error");
+    } finally {
+      button.disabled = false;
+    }
+  });
+
+  // ------------------------------------------------------------------ the WebSocket
+
+  function select(sid) {
+    if (sid === view.sid && view.ws && !view.over) return;
+    deselect();
+    view.sid = sid;
+    exposed.sid = sid;
+    view.over = false;
+    view.drawTimes = [];
+    view.latencies = [];
+    $("#stream-title").textContent = sid;
+    for (const li of document.querySelectorAll("#streams li")) {
+      li.classList.toggle("selected", li.dataset.sid === sid);
+    }
+    const entry = streams.find((s) => s.sid === sid);
+    if (entry && !ACTIVE.has(entry.state)) {
+      ended(sid, entry.state, entry.error);
+      return;
+    }
+    connect();
+  }
+
+  function deselect() {
+    clearTimeout(view.retryTimer);
+    view.retryTimer = null;
+    view.retry = 0;
+    if (view.ws) {
+      const ws = view.ws;
+      view.ws = null;
+      ws.onclose = null;
+      ws.close(1000, "viewer switched streams");
+    }
+    view.sid = null;
+    exposed.sid = null;
+    view.latest = null;
+    $("#stream-title").textContent = "No stream selected";
+  }
+
+  function connect() {
+    const sid = view.sid;
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    const ws = new WebSocket(`${scheme}://${location.host}/ws/streams/${encodeURIComponent(sid)}`);
+    ws.binaryType = "arraybuffer";
+    view.ws = ws;
+    ws.onmessage = (ev) => {
+      if (view.ws !== ws) return;
+      if (typeof ev.data === "string") onText(JSON.parse(ev.data));
+      else onFrame(ev.data);
+    };
+    ws.onclose = (ev) => {
+      if (view.ws !== ws) return;
+      view.ws = null;
+      if (ev.code === 4404) {
+        ended(sid, "deleted");
+      } else if (ev.code === 1000 || view.over) {
+        if (!view.over) ended(sid, "ended");
+      } else {
+        reconnectLater(sid, ev.code);
+      }
+    };
+  }
+
+  function onText(msg) {
+    if (msg.event === "hello") {
+      view.retry = 0;
+      if ($("#status").className === "error" && $("#status").textContent.startsWith("Connection")) {
+        status("");
+      }
+    } else if (msg.event === "state") {
+      ended(msg.sid, msg.state, msg.error);
+    }
+    // a text frame meta ("seq") is only sent with ?frames=0, which this viewer never asks for
+  }
+
+  function ended(sid, state, error) {
+    if (sid !== view.sid) return;
+    view.over = true;
+    clearTimeout(view.retryTimer);
+    status(overText(sid, state, error), state === "failed" ? "error" : "over");
+  }
+
+  // Backoff with full jitter: 0.5 s, 1 s, 2 s ... 10 s at most; only while the stream is live.
+  function reconnectLater(sid, code) {
+    const delay = Math.random() * Math.min(10000, 500 * 2 ** view.retry);
+    view.retry += 1;
+    status(`Connection to ${sid} lost (${code}); reconnecting…`, "error");
+    view.retryTimer = setTimeout(async () => {
+      if (view.sid !== sid || view.over) return;
+      try {
+        const resp = await fetch(`/api/streams/${encodeURIComponent(sid)}`, { cache: "no-store" });
+        if (resp.status === 404) return ended(sid, "deleted");
+        if (resp.ok) {
+          const info = await resp.json();
+          if (!ACTIVE.has(info.state)) return ended(sid, info.state, info.error);
+        }
+      } catch (_) {
+        // the gateway itself is away: try again later
+      }
+      if (view.sid === sid && !view.over) {
+        if (view.retry > 0 && !view.ws) connect();
+      }
+    }, delay);
+  }
+
+  // ------------------------------------------------------------------ frames
+
+  // Binary message: 4-byte big-endian JSON length N, N bytes of UTF-8 JSON, then the JPEG.
+  function onFrame(buffer) {
+    const n = new DataView(buffer).getUint32(0, false);
+    const meta = JSON.parse(decoder.decode(new Uint8Array(buffer, 4, n)));
+    const jpeg = new Uint8Array(buffer, 4 + n);
+    view.latest = { meta, jpeg }; // a newer frame replaces one not yet decoded
+    if (!view.decoding) decodeLoop();
+  }
+
+  async function decodeLoop() {
+    view.decoding = true;
+    try {
+      while (view.latest) {
+        const { meta, jpeg } = view.latest;
+        view.latest = null;
+        let bitmap;
+        try {
+          bitmap = await createImageBitmap(new Blob([jpeg], { type: "image/jpeg" }));
+        } catch (_) {
+          continue; // a JPEG the browser cannot decode: skip it
+        }
+        if (meta.sid !== view.sid) {
+          bitmap.close();
+          continue;
+        }
+        if (view.ready) view.ready.bitmap.close(); // never drawn: a newer one is here
+        const first = view.ready === null;
+        view.ready = { meta, bitmap };
+        if (first) requestAnimationFrame(drawReady);
+      }
+    } finally {
+      view.decoding = false;
+    }
+  }
+
+  function drawReady() {
+    const frame = view.ready;
+    view.ready = null;
+    if (!frame) return;
+    if (frame.meta.sid !== view.sid) {
+      frame.bitmap.close(); // decoded just before the viewer switched streams
+      return;
+    }
+    if (view.shown) view.shown.bitmap.close();
+    view.shown = frame;
+    draw(frame);
+    const now = performance.now();
+    view.drawTimes.push(now);
+    view.latencies.push([now, Date.now() - frame.meta.ts_capture / 1e6]);
+    exposed.framesShown += 1;
+    updateReadouts();
+  }
+
+  function colourOf(label) {
+    if (CLASS_COLOURS[label]) return CLASS_COLOURS[label];
+    let h = 0;
+    for (const ch of label) h = (h * 31 + ch.codePointAt(0)) >>> 0;
+    return PALETTE[h % PALETTE.length];
+  }
+
+  function fitCanvas(w, h) {
+    const ratio = `${w} / ${h}`;
+    if (canvas.style.aspectRatio !== ratio) canvas.style.aspectRatio = ratio;
+    const dpr = window.devicePixelRatio || 1;
+    const cw = Math.max(1, Math.min(w, Math.round((canvas.clientWidth || w) * dpr)));
+    const ch = Math.max(1, Math.round((cw * h) / w));
+    if (canvas.width !== cw || canvas.height !== ch) {
+      canvas.width = cw;
+      canvas.height = ch;
+    }
+  }
+
+  function draw({ meta, bitmap }) {
+    fitCanvas(meta.w, meta.h);
+    const sx = canvas.width / meta.w;
+    const sy = canvas.height / meta.h;
+    ctx.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+    const px = Math.max(1, canvas.width / 640);
+    ctx.lineWidth = 2 * px;
+    ctx.font = `${Math.round(11 * px)}px system-ui, sans-serif`;
+    ctx.textBaseline = "bottom";
+    let drawn = 0;
+    for (const det of meta.detections) {
+      noteLabel(det.label);
+      if (view.hidden.has(det.label)) continue;
+      const [x1, y1, x2, y2] = det.box;
+      const colour = colourOf(det.label);
+      ctx.strokeStyle = colour;
+      ctx.strokeRect(x1 * sx, y1 * sy, (x2 - x1) * sx, (y2 - y1) * sy);
+      const text = `${det.label} ${Math.round(det.score * 100)}%`;
+      const tw = ctx.measureText(text).width + 4 * px;
+      const th = 13 * px;
+      const ty = y1 * sy > th ? y1 * sy : y2 * sy + th;
+      ctx.fillStyle = colour;
+      ctx.fillRect(x1 * sx, ty - th, tw, th);
+      ctx.fillStyle = det.label === "ball" ? "#111" : "#fff";
+      ctx.fillText(text, x1 * sx + 2 * px, ty);
+      drawn += 1;
+    }
+    exposed.lastBoxes = drawn;
+    $("#model").textContent = `${meta.model} · ${meta.w}×${meta.h}`;
+  }
+
+  // ------------------------------------------------------------------ class toggles
+
+  function noteLabel(label) {
+    if (view.labels.has(label)) return;
+    view.labels.add(label);
+    const box = document.createElement("input");
+    box.type = "checkbox";
+    box.checked = !view.hidden.has(label);
+    box.dataset.label = label;
+    box.addEventListener("change", () => {
+      if (box.checked) view.hidden.delete(label);
+      else view.hidden.add(label);
+      if (view.shown) draw(view.shown);
+    });
+    const swatch = document.createElement("span");
+    swatch.className = "swatch";
+    swatch.style.background = colourOf(label);
+    const wrap = document.createElement("label");
+    wrap.append(box, swatch, label);
+    const toggles = $("#class-toggles");
+    const after = [...toggles.children].find((el) => el.textContent > label);
+    toggles.insertBefore(wrap, after || null);
+  }
+
+  // ------------------------------------------------------------------ readouts
+
+  function updateReadouts() {
+    const now = performance.now();
+    while (view.drawTimes.length && now - view.drawTimes[0] > WINDOW_MS) view.drawTimes.shift();
+    while (view.latencies.length && now - view.latencies[0][0] > WINDOW_MS) view.latencies.shift();
+    $("#fps").textContent = String(view.drawTimes.length);
+    if (view.latencies.length) {
+      const sorted = view.latencies.map((p) => p[1]).sort((a, b) => a - b);
+      const mid = sorted.length >> 1;
+      const median = sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+      $("#latency").textContent = `${Math.round(median)} ms`;
+    } else {
+      $("#latency").textContent = "-";
+    }
+  }
+
+  setInterval(updateReadouts, 500); // let the readouts fall to 0 when frames stop
+  poll();
+})();

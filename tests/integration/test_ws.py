@@ -1,0 +1,430 @@
+"""The viewer WebSocket, end to end: a real uvicorn on 127.0.0.1, a real redis-server, and the
+``websockets`` client. The tests play ingest and the workers by writing the registry, the
+frames stream and the dets stream exactly as the bus contract says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import struct
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from prometheus_client.parser import text_string_to_metric_families
+from redis.asyncio import Redis
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from gateway import protocol
+from gateway.app import create_app
+from pitchside import registry
+from pitchside.schema import (
+    DetsMsg,
+    FrameMsg,
+    StreamInfo,
+    StreamState,
+    dets_key,
+    frames_key,
+    now_ns,
+)
+from pitchside.settings import Settings
+from tests.conftest import IMAGES_DIR, require_asset
+
+WAIT_S = 10.0  # bound of every wait for something that should come at once
+DETECTIONS = [
+    {"box": [100.0, 200.5, 140.0, 290.0], "score": 0.91, "cls": 2, "label": "player"},
+    {"box": [500.0, 300.0, 508.0, 308.0], "score": 0.55, "cls": 0, "label": "ball"},
+]
+
+
+class Gateway:
+    """A gateway app served by uvicorn on a free loopback port."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+
+    def ws_url(self, sid: str, query: str = "") -> str:
+        return f"ws://127.0.0.1:{self.port}/ws/streams/{sid}{query}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def metric(self, name: str, **labels: str) -> float:
+        """One sample of /metrics, 0 when absent."""
+        async with httpx.AsyncClient(base_url=self.http_url) as client:
+            text = (await client.get("/metrics")).text
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                wanted = all(sample.labels.get(k) == v for k, v in labels.items())
+                if sample.name == name and wanted:
+                    return sample.value
+        return 0.0
+
+
+@contextlib.asynccontextmanager
+async def serve(settings: Settings) -> AsyncIterator[Gateway]:
+    config = uvicorn.Config(
+        create_app(settings),
+        host="127.0.0.1",
+        port=0,
+        log_level="warning",
+        lifespan="on",
+        ws_per_message_deflate=False,
+        timeout_graceful_shutdown=5,
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    async with asyncio.timeout(WAIT_S):
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("uvicorn exited before it started")
+            await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield Gateway(port)
+    finally:
+        server.should_exit = True
+        async with asyncio.timeout(WAIT_S * 2):
+            await task
+
+
+@pytest.fixture
+def ws_settings(settings: Settings) -> Settings:
+    return settings.replace(ws_queue=4, control_timeout_s=0.2)
+
+
+@pytest.fixture
+async def gateway(ws_settings: Settings, redis: Redis) -> AsyncIterator[Gateway]:
+    async with serve(ws_settings) as gw:
+        yield gw
+
+
+def viewer(url: str, **kw: Any) -> Any:
+    """A websockets client: no compression (JPEG does not shrink), no proxy, no size limit."""
+    return connect(url, compression=None, proxy=None, max_size=None, open_timeout=WAIT_S, **kw)
+
+
+async def recv(ws: ClientConnection) -> str | bytes:
+    async with asyncio.timeout(WAIT_S):
+        return await ws.recv()
+
+
+async def recv_json(ws: ClientConnection) -> dict[str, Any]:
+    message = await recv(ws)
+    assert isinstance(message, str), f"expected a text message, got {len(message)} bytes"
+    return protocol.decode_text(message)
+
+
+async def hello(ws: ClientConnection) -> dict[str, Any]:
+    first = await recv_json(ws)
+    assert first["event"] == "hello", first
+    return first
+
+
+async def closed(ws: ClientConnection) -> tuple[int, str]:
+    """Wait for the server's close frame; returns (code, reason)."""
+    with pytest.raises(ConnectionClosed) as info:
+        await recv(ws)
+    assert info.value.rcvd is not None, "the server must send a close frame"
+    return info.value.rcvd.code, info.value.rcvd.reason
+
+
+async def live_stream(redis: Redis, sid: str, w: int = 1920, h: int = 1080) -> None:
+    info = StreamInfo(sid=sid, source=f"/videos/{sid}.mp4", state=StreamState.LIVE)
+    info.width, info.height, info.fps = w, h, 25.0
+    await registry.put(redis, info)
+
+
+async def set_state(redis: Redis, sid: str, state: StreamState, error: str | None = None) -> None:
+    info = await registry.get(redis, sid)
+    info.state, info.error = state, error
+    await registry.put(redis, info)
+
+
+async def publish(
+    redis: Redis, sid: str, seq: int, jpeg: bytes, *, w: int = 1920, h: int = 1080,
+    frame_id: str | None = None,
+) -> DetsMsg:  # fmt: skip
+    """Play ingest (one FrameMsg) and a worker (its DetsMsg)."""
+    ts_capture = now_ns()
+    if frame_id is None:
+        frame = FrameMsg(seq, seq * 40_000_000, ts_capture, now_ns(), w, h, jpeg)
+        frame_id = (await redis.xadd(frames_key(sid), frame.to_fields(), maxlen=200)).decode()
+    timings = {"capture": ts_capture, "publish": now_ns(), "infer_end": now_ns()}
+    timings["dets_publish"] = now_ns()
+    dets = DetsMsg(seq, frame_id, ts_capture, w, h, "test-model.onnx", DETECTIONS, timings)
+    await redis.xadd(dets_key(sid), dets.to_fields())
+    return dets
+
+
+def small_jpeg(seq: int) -> bytes:
+    return b"\xff\xd8\xff\xe0" + f"frame {seq}".encode() + b"\xff\xd9"
+
+
+# ------------------------------------------------------------------ refusals
+
+
+async def test_ws_closes_4404_with_reason_when_stream_is_unknown(gateway: Gateway) -> None:
+    async with viewer(gateway.ws_url("nope")) as ws:
+        code, reason = await closed(ws)
+    assert (code, reason) == (4404, "unknown stream 'nope'")
+
+
+async def test_ws_closes_4404_when_sid_is_not_a_valid_id(gateway: Gateway) -> None:
+    async with viewer(gateway.ws_url("NOT%20valid")) as ws:
+        code, reason = await closed(ws)
+    assert code == 4404 and reason.startswith("unknown stream")
+
+
+async def test_ws_closes_4400_when_frames_parameter_is_invalid(
+    gateway: Gateway, redis: Redis
+) -> None:
+    await live_stream(redis, "cam")
+    async with viewer(gateway.ws_url("cam", "?frames=maybe")) as ws:
+        code, reason = await closed(ws)
+    assert code == 4400
+    assert reason == "frames must be 0 or 1, got 'maybe'"
+
+
+# ------------------------------------------------------------------ frames
+
+
+async def test_ws_sends_binary_messages_carrying_the_exact_jpeg_written_to_redis(
+    gateway: Gateway, redis: Redis
+) -> None:
+    # given a live stream, a real JPEG and a subscribed viewer
+    jpeg = require_asset(IMAGES_DIR / "frame_40cd38_7_6.jpg").read_bytes()
+    await live_stream(redis, "cam")
+    async with viewer(gateway.ws_url("cam")) as ws:
+        first = await hello(ws)
+        assert first == {"event": "hello", "sid": "cam", "state": "live", "frames": True, "v": 1}
+        # when ingest and a worker publish a frame and its detections
+        dets = await publish(redis, "cam", seq=0, jpeg=jpeg)
+        message = await recv(ws)
+    # then one binary message: 4-byte big-endian length, UTF-8 JSON, the very JPEG bytes
+    assert isinstance(message, bytes)
+    (n,) = struct.unpack(">I", message[:4])
+    meta = protocol.decode_text(message[4 : 4 + n].decode("utf-8"))
+    assert message[4 + n :] == jpeg, "the JPEG must be forwarded byte for byte"
+    assert meta["sid"] == "cam" and meta["seq"] == 0
+    assert (meta["w"], meta["h"]) == (1920, 1080)
+    assert meta["ts_capture"] == dets.ts_capture
+    assert meta["model"] == "test-model.onnx"
+    assert meta["detections"] == DETECTIONS
+    timings = meta["timings"]
+    assert {k: timings[k] for k in dets.timings} == dets.timings
+    assert timings["gateway_send"] >= timings["dets_publish"] >= timings["capture"]
+    assert protocol.decode_binary(message) == (meta, jpeg)
+
+
+async def test_ws_sends_json_text_only_when_frames_is_0(gateway: Gateway, redis: Redis) -> None:
+    await live_stream(redis, "cam")
+    async with viewer(gateway.ws_url("cam", "?frames=0")) as ws:
+        assert (await hello(ws))["frames"] is False
+        for seq in range(3):
+            await publish(redis, "cam", seq=seq, jpeg=small_jpeg(seq))
+        metas = [await recv_json(ws) for _ in range(3)]
+    assert [m["seq"] for m in metas] == [0, 1, 2]
+    assert all("event" not in m and m["detections"] == DETECTIONS for m in metas)
+
+
+async def test_ws_sends_only_new_frames_when_viewer_joins_late(
+    gateway: Gateway, redis: Redis
+) -> None:
+    # given detections written before the viewer came
+    await live_stream(redis, "cam")
+    for seq in range(3):
+        await publish(redis, "cam", seq=seq, jpeg=small_jpeg(seq))
+    async with viewer(gateway.ws_url("cam", "?frames=0")) as ws:
+        await hello(ws)
+        # when a new one is written
+        await publish(redis, "cam", seq=3, jpeg=small_jpeg(3))
+        # then the first message is the new one
+        assert (await recv_json(ws))["seq"] == 3
+
+
+async def test_ws_two_viewers_both_receive_every_message(gateway: Gateway, redis: Redis) -> None:
+    await live_stream(redis, "cam")
+    async with viewer(gateway.ws_url("cam")) as a, viewer(gateway.ws_url("cam")) as b:
+        await hello(a)
+        await hello(b)
+        for seq in range(3):
+            await publish(redis, "cam", seq=seq, jpeg=small_jpeg(seq))
+        got_a = [await recv(a) for _ in range(3)]
+        got_b = [await recv(b) for _ in range(3)]
+    assert got_a == got_b, "both viewers get the same messages, built once"
+    decoded = [protocol.decode_binary(m) for m in got_a if isinstance(m, bytes)]
+    assert [(meta["seq"], jpeg) for meta, jpeg in decoded] == [(s, small_jpeg(s)) for s in range(3)]
+
+
+async def test_ws_skips_and_counts_a_frame_already_trimmed(gateway: Gateway, redis: Redis) -> None:
+    # given a binary viewer and a text viewer
+    await live_stream(redis, "cam")
+    async with (
+        viewer(gateway.ws_url("cam")) as binary,
+        viewer(gateway.ws_url("cam", "?frames=0")) as text,
+    ):
+        await hello(binary)
+        await hello(text)
+        # when detections arrive for a frame the bounded frames stream no longer holds
+        await publish(redis, "cam", seq=0, jpeg=b"", frame_id="1-0")
+        await publish(redis, "cam", seq=1, jpeg=small_jpeg(1))
+        # then the binary viewer skips it, the text viewer still gets its detections
+        meta, jpeg = protocol.decode_binary(await recv(binary))  # type: ignore[arg-type]
+        assert (meta["seq"], jpeg) == (1, small_jpeg(1))
+        assert [(await recv_json(text))["seq"] for _ in range(2)] == [0, 1]
+    # and the drop is counted
+    dropped = await gateway.metric("frames_dropped_total", stage="gateway", reason="frame_trimmed")
+    assert dropped == 1
+
+
+def _slow_socket(port: int) -> socket.socket:
+    """A connected socket with a tiny receive buffer, so unread messages back up at once."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(WAIT_S)
+    sock.connect(("127.0.0.1", port))
+    sock.setblocking(False)
+    return sock
+
+
+async def test_ws_slow_viewer_loses_its_oldest_messages_without_slowing_a_fast_one(
+    gateway: Gateway, ws_settings: Settings, redis: Redis
+) -> None:
+    # given a fast viewer and a slow one that stops reading after the hello; big frames, so
+    # that the slow one's socket buffers fill after a few
+    n = 40
+    queue = ws_settings.ws_queue
+    await live_stream(redis, "cam")
+    frames = [os.urandom(512 * 1024) for _ in range(2)]
+    slow_sock = _slow_socket(gateway.port)
+    async with (
+        viewer(gateway.ws_url("cam")) as fast,
+        viewer(gateway.ws_url("cam"), sock=slow_sock, max_queue=1) as slow,
+    ):
+        await hello(fast)
+        await hello(slow)
+        # when n frames are published, each read by the fast viewer before the next
+        fast_seqs = []
+        for seq in range(n):
+            await publish(redis, "cam", seq=seq, jpeg=frames[seq % 2])
+            meta, jpeg = protocol.decode_binary(await recv(fast))  # type: ignore[arg-type]
+            assert jpeg == frames[seq % 2]
+            fast_seqs.append(meta["seq"])
+        # then the fast viewer got every message, in order
+        assert fast_seqs == list(range(n)), "a slow viewer must not cost a fast one anything"
+        # and the slow one, reading now, gets what its sockets held, then the newest `queue`
+        slow_seqs: list[int] = []
+        while not slow_seqs or slow_seqs[-1] != n - 1:
+            meta, _ = protocol.decode_binary(await recv(slow))  # type: ignore[arg-type]
+            slow_seqs.append(meta["seq"])
+    assert slow_seqs[-queue:] == list(range(n - queue, n)), slow_seqs
+    assert slow_seqs == sorted(slow_seqs)
+    assert len(slow_seqs) < n - queue, f"the slow viewer should have lost messages: {slow_seqs}"
+    dropped = await gateway.metric("frames_dropped_total", stage="gateway", reason="slow_client")
+    assert dropped == n - len(slow_seqs), "every message the slow viewer lost is counted"
+
+
+# ------------------------------------------------------------------ end of a stream
+
+
+@pytest.mark.parametrize(
+    ("state", "error"),
+    [
+        (StreamState.ENDED, None),
+        (StreamState.FAILED, "no frames for 10 s from rtsp://***:***@cam/1"),
+        (StreamState.STOPPED, None),
+    ],
+)
+async def test_ws_sends_state_event_and_closes_1000_when_stream_is_over(
+    gateway: Gateway, redis: Redis, state: StreamState, error: str | None
+) -> None:
+    # given a viewer of a live stream
+    await live_stream(redis, "cam")
+    async with viewer(gateway.ws_url("cam", "?frames=0")) as ws:
+        await hello(ws)
+        # when ingest records the stream's end
+        await set_state(redis, "cam", state, error)
+        # then a state event, then a normal close naming the state
+        event = await recv_json(ws)
+        assert event == {"event": "state", "sid": "cam", "state": state.value, "error": error}
+        assert await closed(ws) == (1000, f"stream {state.value}")
+
+
+async def test_ws_delivers_last_detections_before_closing_when_stream_ended(
+    gateway: Gateway, redis: Redis
+) -> None:
+    await live_stream(redis, "cam")
+    async with viewer(gateway.ws_url("cam", "?frames=0")) as ws:
+        await hello(ws)
+        await set_state(redis, "cam", StreamState.ENDED)
+        await publish(redis, "cam", seq=9, jpeg=small_jpeg(9))
+        messages = [await recv_json(ws), await recv_json(ws)]
+        assert [m.get("seq", m.get("event")) for m in messages] == [9, "state"]
+        assert await closed(ws) == (1000, "stream ended")
+
+
+async def test_ws_sends_state_and_closes_at_once_when_stream_is_already_over(
+    gateway: Gateway, redis: Redis
+) -> None:
+    await live_stream(redis, "cam")
+    await set_state(redis, "cam", StreamState.FAILED, "cannot open source")
+    async with viewer(gateway.ws_url("cam")) as ws:
+        assert await recv_json(ws) == {
+            "event": "state", "sid": "cam", "state": "failed", "error": "cannot open source",
+        }  # fmt: skip
+        assert await closed(ws) == (1000, "stream failed")
+
+
+async def test_ws_viewers_are_closed_when_stream_is_deleted(gateway: Gateway, redis: Redis) -> None:
+    # given a viewer of a live stream whose ingest is gone (no heartbeat: DELETE goes ahead)
+    await live_stream(redis, "cam")
+    async with viewer(gateway.ws_url("cam", "?frames=0")) as ws:
+        await hello(ws)
+        # when the stream is deleted through the API
+        async with httpx.AsyncClient(base_url=gateway.http_url) as client:
+            assert (await client.delete("/api/streams/cam")).status_code == 204
+        # then the viewer is told and closed
+        event = await recv_json(ws)
+        assert (event["event"], event["state"]) == ("state", "deleted")
+        assert await closed(ws) == (1000, "stream deleted")
+
+
+async def _eventually(check: Callable[[], Any], what: str) -> None:
+    async with asyncio.timeout(WAIT_S):
+        while not await check():
+            await asyncio.sleep(0.05)
+
+
+async def test_ws_reader_stops_when_last_viewer_leaves(gateway: Gateway, redis: Redis) -> None:
+    await live_stream(redis, "cam")
+    async with viewer(gateway.ws_url("cam")) as a, viewer(gateway.ws_url("cam")) as b:
+        await hello(a)
+        await hello(b)
+        assert await gateway.metric("gateway_feeds") == 1, "one reader for both viewers"
+        assert await gateway.metric("gateway_viewers") == 2
+
+    async def idle() -> bool:
+        return await gateway.metric("gateway_feeds") == 0 and (
+            await gateway.metric("gateway_viewers") == 0
+        )
+
+    await _eventually(idle, "the reader to stop after the last viewer left")
+
+
+def test_web_assets_are_local_only() -> None:
+    """The viewer must not load anything from elsewhere (no CDN, no web fonts)."""
+    web = Path(__file__).resolve().parents[2] / "gateway" / "web"
+    for name in ("index.html", "viewer.js", "style.css"):
+        text = (web / name).read_text()
+        for marker in ("http://", "https://", "//cdn", "@import", "fonts.g"):
+            assert marker not in text, f"{name} refers to {marker!r}"
