@@ -1,0 +1,77 @@
+"""The whole stack as a user runs it: `pitchside up` in a subprocess, on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import CLIP, COCO_ONNX, require_asset
+
+START_S = 60.0  # bound on the stack becoming ready (workers load and warm up the model)
+
+
+@dataclass(frozen=True)
+class Stack:
+    base_url: str
+    ws_url: str
+    log: Path
+
+    def start_stream(self, sid: str, source: Path, loop: bool = False) -> httpx.Response:
+        body = {"source": str(source), "id": sid, "loop": loop}
+        return httpx.post(f"{self.base_url}/api/streams", json=body, timeout=30)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """`pitchside up` with the COCO test model, an embedded Redis and one worker."""
+    require_asset(CLIP)
+    tmp = tmp_path_factory.mktemp("stack")
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env.update(
+        PITCHSIDE_PORT=str(port), PITCHSIDE_MODEL=str(require_asset(COCO_ONNX)),
+        PITCHSIDE_DATA_DIR=str(tmp / "data"), PITCHSIDE_WORKERS="1", PITCHSIDE_THREADS="2",
+    )  # fmt: skip
+    log = tmp / "up.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pitchside", "up"], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + START_S
+    try:
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"pitchside up exited {proc.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"stack not ready in {START_S} s:\n{log.read_text()[-3000:]}")
+            time.sleep(0.25)
+        yield Stack(base_url=base, ws_url=f"ws://127.0.0.1:{port}", log=log)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,96 @@
+"""The real clip through the real stack: ingest -> redis-server -> worker -> gateway -> a
+WebSocket client that receives frames with detections of people on a football pitch."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+import websockets
+
+from gateway.protocol import decode_binary
+from tests.conftest import CLIP
+from tests.integration.conftest import Stack
+
+pytestmark = pytest.mark.slow
+
+WANT_FRAMES = 25
+
+
+async def collect(url: str, want: int, timeout_s: float = 60.0) -> list[tuple[dict, bytes]]:
+    frames: list[tuple[dict, bytes]] = []
+    async with asyncio.timeout(timeout_s), websockets.connect(url, max_size=None) as ws:
+        while len(frames) < want:
+            message = await ws.recv()
+            if isinstance(message, bytes):
+                frames.append(decode_binary(message))
+    return frames
+
+
+async def test_clip_flows_from_ingest_through_worker_to_websocket(stack: Stack):
+    # given the real clip started as a looping live stream
+    response = await asyncio.to_thread(stack.start_stream, "e2e", CLIP, True)
+    assert response.status_code == 201, response.text
+    assert response.headers["location"] == "/api/streams/e2e"
+    # when a viewer connects
+    frames = await collect(f"{stack.ws_url}/ws/streams/e2e", WANT_FRAMES)
+    # then each message carries the JPEG ingest made and that frame's detections
+    seqs = [meta["seq"] for meta, _ in frames]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs), seqs
+    people_per_frame = []
+    for meta, jpeg in frames:
+        image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+        assert image.shape[:2] == (meta["h"], meta["w"]) == (478, 848)
+        assert meta["sid"] == "e2e" and meta["model"] == "yolov8n_int8.onnx"
+        for det in meta["detections"]:
+            x1, y1, x2, y2 = det["box"]
+            assert 0 <= x1 < x2 <= 848 and 0 <= y1 < y2 <= 478, det
+            assert 0.25 <= det["score"] <= 1.0
+        people_per_frame.append(sum(d["label"] == "person" for d in meta["detections"]))
+        stamps = meta["timings"]
+        assert (
+            stamps["capture"]
+            <= stamps["infer_start"]
+            <= stamps["infer_end"]
+            <= stamps["gateway_send"]
+        )
+    # and people are found on the pitch in every frame, several per frame
+    assert min(people_per_frame) >= 1, people_per_frame
+    assert np.median(people_per_frame) >= 5, people_per_frame
+    # and the registry shows the stream live, with the clip's size and rate
+    info = httpx.get(f"{stack.base_url}/api/streams/e2e", timeout=5).json()
+    assert info["state"] == "live" and (info["width"], info["height"]) == (848, 478)
+    assert 24 < info["fps"] < 26
+
+
+async def test_bad_source_is_refused_and_marked_failed_without_disturbing_a_live_stream(
+    stack: Stack, tmp_path
+):
+    # given a live stream and a text file dressed as a video
+    response = await asyncio.to_thread(stack.start_stream, "steady", CLIP, True)
+    assert response.status_code == 201, response.text
+    fake = tmp_path / "match.mp4"
+    fake.write_text("not a video")
+    # when both a missing file and the fake are started
+    missing = await asyncio.to_thread(stack.start_stream, "missing", tmp_path / "nope.mp4")
+    bogus = await asyncio.to_thread(stack.start_stream, "bogus", fake)
+    # then each gets a 422 with a reason, and is listed as failed
+    assert missing.status_code == 422 and "no such file" in missing.json()["detail"]
+    assert bogus.status_code == 422 and "not a video" in bogus.json()["detail"]
+    listed = {s["sid"]: s for s in httpx.get(f"{stack.base_url}/api/streams").json()["streams"]}
+    assert listed["missing"]["state"] == listed["bogus"]["state"] == "failed"
+    # and the live stream still delivers frames with detections
+    frames = await collect(f"{stack.ws_url}/ws/streams/steady", 5)
+    assert all(meta["detections"] for meta, _ in frames)
+    # and an unknown stream is a 404 for REST and a reasoned close for WebSocket
+    assert httpx.get(f"{stack.base_url}/api/streams/nobody").status_code == 404
+    async with websockets.connect(f"{stack.ws_url}/ws/streams/nobody") as ws:
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            while True:
+                await ws.recv()
+    assert closed.value.rcvd.code == 4404 and "nobody" in closed.value.rcvd.reason
+    json.dumps(listed)  # the registry entries are plain JSON
