@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import pitchside
-from gateway import routes_health, routes_streams, ws
+from gateway import routes_health, routes_streams, routes_workers, ws
 from gateway.hub import Hub
 from gateway.metrics import Metrics
 from pitchside.errors import PitchsideError, SettingsError
@@ -81,6 +81,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(Exception, _internal_error)
     app.include_router(routes_streams.router)
     app.include_router(routes_health.router)
+    app.include_router(routes_workers.router)
     app.include_router(ws.router)
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
 

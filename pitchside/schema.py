@@ -81,6 +81,30 @@ def health_pattern(service: str) -> str:
 HEALTH_TTL_S = 6
 
 
+def sid_from_health_key(key: str | bytes) -> str:
+    """The ``{id}`` part of a health key."""
+    text = key.decode() if isinstance(key, bytes) else key
+    return text.rsplit(":", 1)[1]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerBeat:
+    """The value of a worker's health key: when it last beat and the model it serves."""
+
+    ts: int  # epoch ns
+    model: str
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> WorkerBeat:
+        try:
+            return cls(**json.loads(raw))
+        except (ValueError, TypeError) as exc:
+            raise SchemaError(f"worker heartbeat is malformed: {exc}") from exc
+
+
 def sid_from_frames_key(key: str | bytes) -> str:
     """Inverse of :func:`frames_key`."""
     text = key.decode() if isinstance(key, bytes) else key

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import socket
@@ -46,6 +45,7 @@ from pitchside.schema import (
     Mode,
     StreamInfo,
     StreamState,
+    WorkerBeat,
     dets_key,
     frames_key,
     health_key,
@@ -211,6 +211,11 @@ class Worker:
         inflight: asyncio.Task[_Inferred] | None = None
         try:
             while not stop.is_set():
+                if inflight is not None and self._live_only():
+                    # Live: pick the next frames only once the model is free, so they are the
+                    # newest; a frame prepared ahead would wait one whole inference more.
+                    done, inflight = await inflight, None
+                    await self._publish(done)
                 batch = await self._poll_iteration(stop)
                 done = None
                 if inflight is not None:
@@ -235,6 +240,10 @@ class Worker:
                     self.name,
                     len(self._backlog),
                 )
+
+    def _live_only(self) -> bool:
+        """Every stream read now is live: freshness beats overlapping prepare and infer."""
+        return all(info.mode == Mode.LIVE for info in self._streams.values())
 
     async def _poll_iteration(self, stop: asyncio.Event) -> _Batch | None:
         """Read, select and prepare the next batch; None when there is nothing to do."""
@@ -518,8 +527,8 @@ class Worker:
         key = health_key(SERVICE, self.name)
         while True:
             try:
-                beat = {"ts": now_ns(), "model": self.detector.model_id}
-                await self.redis.set(key, json.dumps(beat), ex=HEALTH_TTL_S)
+                beat = WorkerBeat(ts=now_ns(), model=self.detector.model_id)
+                await self.redis.set(key, beat.to_json(), ex=HEALTH_TTL_S)
             except RedisError as exc:
                 log.warning("worker %s heartbeat failed: %s", self.name, exc)
             await asyncio.sleep(HEARTBEAT_S)

@@ -65,6 +65,10 @@ async def test_clip_flows_from_ingest_through_worker_to_websocket(stack: Stack):
     info = httpx.get(f"{stack.base_url}/api/streams/e2e", timeout=5).json()
     assert info["state"] == "live" and (info["width"], info["height"]) == (848, 478)
     assert 24 < info["fps"] < 26
+    # and the API names the model each worker serves
+    workers = httpx.get(f"{stack.base_url}/api/workers", timeout=5).json()
+    assert workers["models"] == ["yolov8n_int8.onnx"], workers
+    assert len(workers["workers"]) == 1 and workers["workers"][0]["name"].startswith("worker")
 
 
 async def test_bad_source_is_refused_and_marked_failed_without_disturbing_a_live_stream(

@@ -19,6 +19,7 @@ from pitchside.schema import (
     Mode,
     StreamInfo,
     StreamState,
+    WorkerBeat,
     dets_key,
     frames_key,
     health_key,
@@ -272,6 +273,7 @@ async def test_worker_heartbeat_is_set_while_running_and_removed_on_stop(
         await asyncio.sleep(0.05)
     # then its health key exists with a TTL, and it is gone after a clean stop
     assert await redis.exists(key), "no heartbeat within 10 s"
+    assert WorkerBeat.from_json(await redis.get(key)).model == "yolov8n_int8.onnx"
     assert 0 < await redis.ttl(key) <= 6
     stop.set()
     await asyncio.wait_for(task, RUN_TIMEOUT_S)

@@ -1,0 +1,303 @@
+"""``pitchside bench``: the pipeline against its ceiling and against Ultralytics, on the real clip.
+
+Four sections, side by side in one run, on the same clip and the same model:
+
+(a) bare ``onnxruntime`` ``session.run`` on frames decoded and letterboxed beforehand: the
+    ceiling (:mod:`pitchside.bench.ceiling`);
+(b) the whole pipeline unpaced (analyse mode), ingest to a WebSocket client, frames per
+    second (:mod:`pitchside.bench.pipeline`);
+(c) Ultralytics' own streaming loop ``YOLO(model).predict(source=clip, stream=True)``
+    (:mod:`pitchside.bench.ultra`);
+(d) live mode, paced at the clip's rate: latency from capture to WebSocket receipt, its
+    percentiles and its trend (:mod:`pitchside.bench.pipeline`).
+
+It prints one table, says which targets were met (:mod:`pitchside.bench.report`) and writes
+every raw figure to JSON. It is a benchmark, not a test: a missed target still exits 0; a
+section that could not run exits 1; a bad option, clip or model exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pitchside.bench.common import BenchConfig, BenchError
+
+if TYPE_CHECKING:  # imported when a run needs them: `pitchside --help` stays light
+    from pitchside.settings import Settings
+    from workers.engines import Detector
+    from workers.model_source import ResolvedModel
+
+REPO = Path(__file__).resolve().parents[2]
+CLIP_NAME = "08fd33_4.mp4"
+SECTIONS = ("a", "b", "c", "d")
+TITLES = {
+    "a": "ORT session.run on pre-letterboxed frames (ceiling)",
+    "b": "whole pipeline unpaced, ingest -> WebSocket",
+    "c": "Ultralytics predict(stream=True)",
+    "d": "live mode latency, capture -> WebSocket",
+}
+EXIT_SECTION_FAILED = 1
+EXIT_USAGE = 2
+
+log = logging.getLogger(__name__)
+
+
+def _assets() -> Path:
+    return Path(os.environ.get("PITCHSIDE_ASSETS") or REPO.parent / "shared" / "assets")
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``pitchside bench``."""
+    parser.add_argument(
+        "--clip", type=Path,
+        help=f"video to run (default: $PITCHSIDE_ASSETS or ../shared/assets, video/{CLIP_NAME})",
+    )  # fmt: skip
+    parser.add_argument(
+        "--model",
+        help="ONNX detector, also for (c) (default: PITCHSIDE_MODEL, else "
+        "models/pitchside-football.onnx); e.g. ../shared/assets/models/yolov8n_int8.onnx",
+    )
+    parser.add_argument("--imgsz", type=int, default=640, help="long side of the input (640)")
+    parser.add_argument(
+        "--threads", type=int, default=_cores(),
+        help="ONNX Runtime intra-op threads for (a), (b), (d), and ORT and torch threads for (c) "
+        "(default: the usable cores, %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--frames", type=int,
+        help="timed frames of (a), (b) and (c) (default: the clip's frame count; the clip "
+        "loops to reach more; (b) rounds up to whole batches)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--warmup", type=int, default=10, help="untimed frames before (a), (b), (c) (10)"
+    )
+    parser.add_argument(
+        "--live-seconds", type=float, default=60.0, help="measured seconds of (d) (60)"
+    )
+    parser.add_argument(
+        "--live-warmup", type=float, default=2.0, help="untimed seconds before (d)'s window (2)"
+    )
+    parser.add_argument(
+        "--json", type=Path,
+        help="where to write the results (default: bench-results/bench-<timestamp>.json)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--only", default=",".join(SECTIONS), help="sections to run, e.g. a,b (default: a,b,c,d)"
+    )
+    parser.add_argument("--verbose", action="store_true", help="log the services at INFO")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the chosen sections, print the table, write the JSON; the exit status."""
+    load_before = os.getloadavg()
+    try:
+        config, settings, resolved = _configure(args)
+    except BenchError as exc:
+        print(f"pitchside bench: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    from pitchside.bench import report
+    from pitchside.errors import PitchsideError
+    from pitchside.logs import setup_logging
+
+    setup_logging(settings.replace(log_level="INFO" if args.verbose else "WARNING"), "bench")
+    json_path = args.json or Path("bench-results") / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    _progress(f"loading {config.model} ({config.threads} threads, imgsz {config.imgsz})")
+    try:
+        from workers.engines import load_resolved
+
+        detector = load_resolved(resolved, settings)
+    except (PitchsideError, ImportError) as exc:
+        print(f"pitchside bench: cannot load the model: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    sections: dict[str, dict[str, Any]] = {}
+    for key in config.sections:
+        sections[key] = _section(key, config, settings, detector)
+    targets = report.evaluate(sections)
+    doc = {
+        "arguments": sys.argv[1:],
+        "environment": _environment(detector, load_before),
+        "config": {
+            "clip": str(config.clip),
+            "model": str(config.model),
+            "model_id": detector.model_id,
+            "model_input_shape": list(detector.engine.input_shape),
+            "imgsz": config.imgsz,
+            "threads": config.threads,
+            "frames": config.frames,
+            "warmup_frames": config.warmup,
+            "live_seconds": config.live_seconds,
+            "live_warmup_s": config.live_warmup_s,
+            "sections": list(config.sections),
+            "conf": settings.conf,
+            "iou": settings.iou,
+        },
+        "sections": sections,
+        "ratios": _ratios(sections),
+    }
+    report.write_json(json_path, doc, targets)
+    shape = sections.get("a", {}).get("input_shape") or list(detector.engine.input_shape)
+    header = (
+        f"pitchside bench: {detector.model_id}, input {shape}, "
+        f"{config.threads} threads, {config.clip.name}; "
+        f"load average before {load_before[0]:.2f} on {os.cpu_count()} CPUs"
+    )
+    report.print_table(header, sections, targets, json_path, sys.stdout)
+    failed = any("error" in s for s in sections.values())
+    return EXIT_SECTION_FAILED if failed else 0
+
+
+def _configure(args: argparse.Namespace) -> tuple[BenchConfig, Settings, ResolvedModel]:
+    """Check the options, the clip and the model; the config, settings and resolved model.
+
+    Raises:
+        BenchError: with a message a user can act on.
+    """
+    from pitchside.errors import PitchsideError
+    from pitchside.settings import Settings
+    from workers.model_source import resolve
+
+    sections = tuple(s for s in SECTIONS if s in {p.strip() for p in args.only.split(",")})
+    unknown = {p.strip() for p in args.only.split(",")} - set(SECTIONS)
+    if unknown or not sections:
+        raise BenchError(f"--only takes a comma list of a, b, c, d; got {args.only!r}")
+    if args.imgsz < 32 or args.imgsz % 32:
+        raise BenchError(f"--imgsz must be a positive multiple of 32, got {args.imgsz}")
+    for name, value, low in (("--threads", args.threads, 1), ("--warmup", args.warmup, 0)):
+        if value < low:
+            raise BenchError(f"{name} must be at least {low}, got {value}")
+    if args.frames is not None and args.frames < 2:
+        raise BenchError(f"--frames must be at least 2, got {args.frames}")
+    if args.live_seconds <= 0 or args.live_warmup < 0:
+        raise BenchError("--live-seconds must be positive and --live-warmup not negative")
+    clip = args.clip or _assets() / "video" / CLIP_NAME
+    if not clip.is_file():
+        raise BenchError(
+            f"clip not found: {clip}; give --clip PATH, or put ../shared beside the "
+            "repository, or set PITCHSIDE_ASSETS to the folder holding video/"
+        )
+    try:
+        settings = Settings.from_env().replace(imgsz=args.imgsz, threads=args.threads)
+        if args.model:
+            settings = settings.replace(model=args.model)
+        resolved = resolve(settings.model_uri, settings)
+    except PitchsideError as exc:
+        raise BenchError(str(exc)) from exc
+    if not resolved.path.is_file():
+        hint = "" if (args.model or settings.model) else " (the default detector: train it)"
+        raise BenchError(
+            f"model not found: {resolved.path}{hint}; give --model PATH or set "
+            f"PITCHSIDE_MODEL, e.g. --model {_assets() / 'models' / 'yolov8n_int8.onnx'}"
+        )
+    from pitchside.bench.ceiling import count_frames
+
+    frames = args.frames or count_frames(clip)
+    config = BenchConfig(
+        clip=clip.resolve(), model=resolved.path.resolve(), imgsz=args.imgsz,
+        threads=args.threads, frames=frames, warmup=args.warmup,
+        live_seconds=args.live_seconds, live_warmup_s=args.live_warmup, sections=sections,
+    )  # fmt: skip
+    return config, settings, resolved
+
+
+def _section(
+    key: str, config: BenchConfig, settings: Settings, detector: Detector
+) -> dict[str, Any]:
+    """Run one section; its figures, or ``{"error": ...}`` when it could not run."""
+    from pitchside.bench import ceiling, pipeline, ultra
+
+    what = {
+        "a": f"{config.frames} frames after {config.warmup} warm-up",
+        "b": f"{config.frames} frames after {config.warmup} warm-up",
+        "c": f"{config.frames} frames after {config.warmup} warm-up",
+        "d": f"{config.live_seconds:g} s after {config.live_warmup_s:g} s warm-up",
+    }[key]
+    _progress(f"({key}) {TITLES[key]}: {what}")
+    load = os.getloadavg()[0]
+    started = time.monotonic()
+    try:
+        if key == "a":
+            result = ceiling.run_ceiling(detector, config.clip, config.frames, config.warmup)
+        elif key == "b":
+            result = pipeline.run_unpaced(config, settings, detector)
+        elif key == "c":
+            result = ultra.run_ultralytics(config, settings.conf, settings.iou)
+        else:
+            result = pipeline.run_live(config, settings, detector)
+    except BenchError as exc:
+        result = {"error": str(exc)}
+    except Exception as exc:  # a benchmark reports a broken section and goes on
+        log.exception("section (%s) failed", key)
+        result = {"error": f"{type(exc).__name__}: {exc}"}
+    result["load_average_before"] = round(load, 2)
+    result["wall_s"] = round(time.monotonic() - started, 2)
+    if "error" in result:
+        _progress(f"({key}) failed: {result['error']}")
+    return result
+
+
+def _ratios(sections: dict[str, dict[str, Any]]) -> dict[str, float | None]:
+    fps = {k: s.get("fps") for k, s in sections.items() if "error" not in s}
+
+    def ratio(x: str, y: str) -> float | None:
+        return round(fps[x] / fps[y], 3) if fps.get(x) and fps.get(y) else None
+
+    return {"b_over_a": ratio("b", "a"), "b_over_c": ratio("b", "c")}
+
+
+def _environment(detector: Detector, load_before: tuple[float, float, float]) -> dict[str, Any]:
+    import onnxruntime
+
+    import pitchside
+
+    cpu_model = next(
+        (line.split(":", 1)[1].strip() for line in _read("/proc/cpuinfo").splitlines()
+         if line.startswith("model name")),
+        platform.processor(),
+    )  # fmt: skip
+    return {
+        "pitchside": pitchside.__version__,
+        "git_commit": _git_commit(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_model": cpu_model,
+        "cpu_count": os.cpu_count(),
+        "usable_cores": _cores(),
+        "load_average_before": [round(x, 2) for x in load_before],
+        "onnxruntime": onnxruntime.__version__,
+        "ort_available_providers": onnxruntime.get_available_providers(),
+        "providers": list(detector.engine.providers),
+    }
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True,
+            timeout=5, check=True,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def _progress(text: str) -> None:
+    print(f"[bench] {text}", file=sys.stderr, flush=True)

@@ -1,0 +1,79 @@
+"""(a) The ceiling: bare ``session.run`` on frames decoded and letterboxed beforehand.
+
+The clip is decoded exactly as ingest decodes it (``ingest.file_source.decode_frames``) and
+letterboxed exactly as the workers do (``Detector.prepare``: a rectangular input for a model
+with dynamic height and width, the model's fixed shape otherwise). The session is the
+worker engine's own (same providers, threads and session options); only ``session.run`` on
+batches of one is timed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ingest.file_source import decode_frames
+from pitchside.bench.common import BenchError
+from pitchside.bench.stats import rate, summary_ms
+from workers.engines import Detector
+
+
+def clip_frames(clip: Path) -> Iterator[np.ndarray]:
+    """Every frame of ``clip`` as ``(H, W, 3)`` uint8 BGR, decoded as ingest decodes it."""
+    stop = threading.Event()
+    yield from (frame.bgr for frame in decode_frames(clip, loop=False, stop=stop))
+
+
+def count_frames(clip: Path) -> int:
+    """How many frames the clip has (decoded, not the container's estimate)."""
+    return sum(1 for _ in clip_frames(clip))
+
+
+def run_ceiling(detector: Detector, clip: Path, frames: int, warmup: int) -> dict[str, Any]:
+    """Time ``session.run`` over ``frames`` frames (cycling through the clip), batch 1.
+
+    Returns:
+        fps, per-frame timings (median is "one frame's inference time"), the input shape.
+    """
+    session = getattr(detector.engine, "_session", None)
+    if session is None:
+        raise BenchError("section (a) needs the ONNX Runtime engine (workers.engines.ort)")
+    model_input, model_output = session.get_inputs()[0], session.get_outputs()[0]
+    dtype = np.float16 if model_input.type == "tensor(float16)" else np.float32
+    # Distinct frames, at most `frames` of them; each (1, 3, H, W) is ready to feed.
+    batches = [
+        detector.prepare([bgr]).batch.astype(dtype, copy=False)
+        for bgr in itertools.islice(clip_frames(clip), frames)
+    ]
+    if not batches:
+        raise BenchError(f"{clip} has no frames")
+    feed = [{model_input.name: batch} for batch in batches]
+    names = [model_output.name]
+    for i in range(warmup):
+        session.run(names, feed[i % len(feed)])
+    times_ms = []
+    started = time.perf_counter()
+    for i in range(frames):
+        t0 = time.perf_counter()
+        session.run(names, feed[i % len(feed)])
+        times_ms.append((time.perf_counter() - t0) * 1000)
+    elapsed = time.perf_counter() - started
+    stats = summary_ms(times_ms)
+    return {
+        "fps": round(rate(frames, elapsed), 3),
+        "frames": frames,
+        "distinct_frames": len(batches),
+        "warmup_frames": warmup,
+        "seconds": round(elapsed, 3),
+        "infer_ms": stats,
+        "median_ms": stats["p50_ms"],
+        "input_shape": list(batches[0].shape),
+        "providers": list(session.get_providers()),
+        "per_frame_ms": [round(t, 2) for t in times_ms],
+    }

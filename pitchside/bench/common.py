@@ -1,0 +1,25 @@
+"""What every section of the benchmark shares: its configuration and its error."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class BenchError(Exception):
+    """A section cannot run: the message says why, without a traceback."""
+
+
+@dataclass(frozen=True, slots=True)
+class BenchConfig:
+    """One benchmark run, as the command line asked for it."""
+
+    clip: Path
+    model: Path
+    imgsz: int
+    threads: int  # ONNX Runtime intra-op threads in (a), (b), (d); ORT and torch in (c)
+    frames: int  # timed frames of (a), (b) and (c)
+    warmup: int  # untimed frames before them
+    live_seconds: float  # measured part of (d)
+    live_warmup_s: float  # untimed start of (d)
+    sections: tuple[str, ...]  # some of "a", "b", "c", "d", in that order
