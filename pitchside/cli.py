@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from pitchside import __version__
+from pitchside.errors import PitchsideError
 
 EXIT_USAGE = 2
 
@@ -115,3 +116,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args._run(args))
     except KeyboardInterrupt:
         return 130
+    except PitchsideError as exc:  # a user's mistake: one line, not a traceback
+        print(f"pitchside {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE

@@ -45,6 +45,7 @@ class DataSet:
 
 def load(data_yaml: Path) -> DataSet:
     """Parse ``data_yaml``; raise InvalidRequestError with the reason when it is unusable."""
+    data_yaml = data_yaml.resolve()
     if not data_yaml.is_file():
         raise InvalidRequestError(f"no data set file at {data_yaml}")
     try:
@@ -55,8 +56,8 @@ def load(data_yaml: Path) -> DataSet:
         raise InvalidRequestError(f"{data_yaml} must be a mapping with 'names' and split paths")
     raw_names = doc["names"]
     names = dict(enumerate(raw_names)) if isinstance(raw_names, list) else dict(raw_names)
-    root = Path(doc.get("path") or data_yaml.parent)
-    if not root.is_absolute():
+    root = Path(doc.get("path") or ".")
+    if not root.is_absolute():  # relative to the file, as Ultralytics reads it
         root = data_yaml.parent / root
     splits = {}
     for split in SPLITS:
