@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "gateway": ("gateway.__main__", "run the gateway: REST API, WebSocket fan-out, viewer"),
     "train": ("training.train_cli", "fine-tune a detector and track the run in MLflow"),
     "evaluate": ("training.evaluate_cli", "score a model on the held-out split"),
+    "export": ("training.export_cli", "export a .pt to ONNX, optionally also INT8"),
     "models": ("training.models_cli", "list, promote and export registered models"),
     "bench": ("pitchside.bench", "measure throughput and latency of the pipeline"),
 }
