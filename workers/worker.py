@@ -8,7 +8,8 @@ poll step in a loop, with counters on the object. Each iteration:
 2. reads with one ``XREADGROUP`` over all streams; for live streams keeps the newest entry
    per stream and acknowledges the older ones at once (counted as skipped);
 3. decodes the JPEGs and letterboxes them into one batch in the prepare thread, while the
-   previous batch is still inferring in the inference thread;
+   previous batch is still inferring in the inference thread (analyse mode; a worker serving
+   only live streams picks its next frames once the model is free, so they are the newest);
 4. starts inference on that batch as soon as the previous one is done, then post-processes
    the previous one and writes its detections and acknowledgements in one Redis pipeline.
 
@@ -27,10 +28,8 @@ import socket
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
 
-import cv2
 import numpy as np
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
@@ -54,9 +53,10 @@ from pitchside.schema import (
 )
 from pitchside.settings import Settings
 from workers import metrics
-from workers.engines import Detector, Prepared, load_resolved
+from workers.batch import Batch, Frame, Inferred, decode_jpeg, ids_by_key, round_robin
+from workers.engines import Detector, load_resolved
 from workers.model_source import ModelWatcher, resolve
-from workers.skip import entry_order, newest_per_stream
+from workers.skip import newest_per_stream
 
 log = logging.getLogger(__name__)
 
@@ -65,68 +65,6 @@ REFRESH_S = 0.5  # registry re-read period
 HEARTBEAT_S = HEALTH_TTL_S / 3
 LIVE_READ_COUNT = 64  # entries per live stream per read: more than a bounded stream holds
 IDLE_WAIT_S = 0.1  # sleep between registry polls while no stream is active
-
-
-@dataclass(slots=True)
-class _Frame:
-    """One frames-stream entry this worker has read and not yet acknowledged."""
-
-    key: str  # frames key
-    sid: str
-    entry_id: str
-    mode: Mode
-    fields: dict[bytes, bytes]
-    dequeue_ns: int  # epoch ns when XREADGROUP/XAUTOCLAIM returned it
-
-
-@dataclass(slots=True)
-class _Batch:
-    """Frames decoded and letterboxed together; ``bad`` ones are only acknowledged."""
-
-    frames: list[_Frame] = field(default_factory=list)
-    msgs: list[FrameMsg] = field(default_factory=list)
-    prepared: Prepared | None = None
-    bad: list[tuple[_Frame, str]] = field(default_factory=list)
-    decode_s: float = 0.0
-    detector: Detector | None = None  # the one that prepared it infers it, across a model swap
-
-
-@dataclass(slots=True)
-class _Inferred:
-    batch: _Batch
-    raw: np.ndarray | None = None  # (N, 4 + nc, A)
-    infer_start_ns: int = 0
-    infer_end_ns: int = 0
-    infer_s: float = 0.0
-
-
-def _decode(payload: bytes) -> np.ndarray | None:
-    """``(H, W, 3)`` uint8 BGR from JPEG bytes, or None when they do not decode."""
-    if not payload:
-        return None
-    try:
-        return cv2.imdecode(np.frombuffer(payload, dtype=np.uint8), cv2.IMREAD_COLOR)
-    except cv2.error:
-        return None
-
-
-def _by_key(frames: Iterable[_Frame]) -> dict[str, list[str]]:
-    ids: dict[str, list[str]] = {}
-    for frame in frames:
-        ids.setdefault(frame.key, []).append(frame.entry_id)
-    return ids
-
-
-def _round_robin(frames: Sequence[_Frame]) -> list[_Frame]:
-    """Frames interleaved across streams, each stream's in entry order."""
-    queues: dict[str, list[_Frame]] = {}
-    for frame in sorted(frames, key=lambda f: entry_order(f.entry_id)):
-        queues.setdefault(frame.key, []).append(frame)
-    out: list[_Frame] = []
-    lists = list(queues.values())
-    for i in range(max((len(q) for q in lists), default=0)):
-        out.extend(q[i] for q in lists if i < len(q))
-    return out
 
 
 class Worker:
@@ -159,7 +97,7 @@ class Worker:
         self.batches = 0
         self._streams: dict[str, StreamInfo] = {}  # frames key -> registry entry
         self._grouped: set[str] = set()  # frames keys whose group this worker ensured
-        self._backlog: list[_Frame] = []  # read, not yet in a batch
+        self._backlog: list[Frame] = []  # read, not yet in a batch
         self._held: set[tuple[str, str]] = set()  # (key, id) read and not yet acknowledged
         self._next_refresh = 0.0
         self._next_claim = 0.0
@@ -208,7 +146,7 @@ class Worker:
         )
 
     async def _main(self, stop: asyncio.Event, until_idle: bool) -> None:
-        inflight: asyncio.Task[_Inferred] | None = None
+        inflight: asyncio.Task[Inferred] | None = None
         try:
             while not stop.is_set():
                 if inflight is not None and self._live_only():
@@ -223,7 +161,7 @@ class Worker:
                 if batch is not None and batch.prepared is not None:
                     inflight = asyncio.create_task(self._infer(batch))
                 elif batch is not None:  # only bad frames
-                    await self._publish(_Inferred(batch))
+                    await self._publish(Inferred(batch))
                 if done is not None:
                     await self._publish(done)  # post-processes while the next batch infers
                 if until_idle and batch is None and done is None and inflight is None:
@@ -245,7 +183,7 @@ class Worker:
         """Every stream read now is live: freshness beats overlapping prepare and infer."""
         return all(info.mode == Mode.LIVE for info in self._streams.values())
 
-    async def _poll_iteration(self, stop: asyncio.Event) -> _Batch | None:
+    async def _poll_iteration(self, stop: asyncio.Event) -> Batch | None:
         """Read, select and prepare the next batch; None when there is nothing to do."""
         await self._refresh_streams()
         await self._claim_stale()
@@ -328,7 +266,7 @@ class Worker:
                     continue
                 self._held.add((key, entry_id))
                 sid = sid_from_frames_key(key)
-                self._backlog.append(_Frame(key, sid, entry_id, mode, fields or {}, dequeue_ns))
+                self._backlog.append(Frame(key, sid, entry_id, mode, fields or {}, dequeue_ns))
 
     async def _claim_stale(self) -> None:
         """Take over entries idle for ``claim_idle_ms`` in another consumer's pending list.
@@ -340,7 +278,7 @@ class Worker:
         if now < self._next_claim:
             return
         self._next_claim = now + self._claim_interval_s
-        stale: list[_Frame] = []
+        stale: list[Frame] = []
         for key, info in list(self._streams.items()):
             if key not in self._grouped:
                 continue
@@ -369,7 +307,7 @@ class Worker:
             await self._ack(stale)
             self._count_skipped(len(stale), metrics.REASON_STALE)
 
-    async def _select(self) -> list[_Frame]:
+    async def _select(self) -> list[Frame]:
         """Apply the live skip policy and cut the next batch from the backlog."""
         live = [f for f in self._backlog if f.mode is Mode.LIVE]
         analyse = [f for f in self._backlog if f.mode is not Mode.LIVE]
@@ -379,14 +317,14 @@ class Worker:
             await self._ack(behind)
             self._count_skipped(len(behind), metrics.REASON_BEHIND)
         newest = sorted((frame for _, frame in keep.values()), key=lambda f: f.dequeue_ns)
-        ordered = newest + _round_robin(analyse)
+        ordered = newest + round_robin(analyse)
         n = self.settings.batch_max
         self._backlog = ordered[n:]
         return ordered[:n]
 
-    async def _ack(self, frames: Sequence[_Frame]) -> None:
+    async def _ack(self, frames: Sequence[Frame]) -> None:
         pipe = self.redis.pipeline(transaction=False)
-        for key, ids in _by_key(frames).items():
+        for key, ids in ids_by_key(frames).items():
             pipe.xack(key, WORKERS_GROUP, *ids)
         await pipe.execute()
         self._held.difference_update((f.key, f.entry_id) for f in frames)
@@ -398,10 +336,10 @@ class Worker:
     # ---------------------------------------------------------------------------------------
     # Prepare, infer, publish
 
-    def _prepare(self, frames: Sequence[_Frame]) -> _Batch:
+    def _prepare(self, frames: Sequence[Frame]) -> Batch:
         """Prepare thread: parse, decode and letterbox; unusable frames go to ``bad``."""
         start = time.perf_counter()
-        batch = _Batch(detector=self.detector)
+        batch = Batch(detector=self.detector)
         images: list[np.ndarray] = []
         for frame in frames:
             try:
@@ -409,7 +347,7 @@ class Worker:
             except SchemaError as exc:
                 batch.bad.append((frame, str(exc)))
                 continue
-            image = _decode(msg.img)
+            image = decode_jpeg(msg.img)
             if image is None:
                 batch.bad.append((frame, "image is not a decodable JPEG"))
                 continue
@@ -421,19 +359,19 @@ class Worker:
         batch.decode_s = time.perf_counter() - start
         return batch
 
-    async def _infer(self, batch: _Batch) -> _Inferred:
+    async def _infer(self, batch: Batch) -> Inferred:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._infer_pool, self._infer_sync, batch)
 
-    def _infer_sync(self, batch: _Batch) -> _Inferred:
+    def _infer_sync(self, batch: Batch) -> Inferred:
         """Inference thread: run the model on one prepared batch."""
         if batch.prepared is None or batch.detector is None:
             raise ValueError("a batch without images cannot be inferred")
         start_ns, start = now_ns(), time.perf_counter()
         raw = batch.detector.infer(batch.prepared)
-        return _Inferred(batch, raw, start_ns, now_ns(), time.perf_counter() - start)
+        return Inferred(batch, raw, start_ns, now_ns(), time.perf_counter() - start)
 
-    def _messages(self, done: _Inferred) -> tuple[list[dict[str, Any]], float]:
+    def _messages(self, done: Inferred) -> tuple[list[dict[str, Any]], float]:
         """Prepare thread: NMS, boxes to source pixels, one DetsMsg per frame."""
         batch = done.batch
         if done.raw is None or batch.prepared is None or batch.detector is None:
@@ -471,7 +409,7 @@ class Worker:
             )
         return out, time.perf_counter() - start
 
-    async def _publish(self, done: _Inferred) -> None:
+    async def _publish(self, done: Inferred) -> None:
         """Write the detections of a batch and acknowledge its frames: one pipeline."""
         batch = done.batch
         loop = asyncio.get_running_loop()
@@ -482,7 +420,7 @@ class Worker:
                 dets_key(frame.sid), fields, maxlen=self.settings.dets_maxlen, approximate=True
             )
         bad = [frame for frame, _ in batch.bad]
-        for key, ids in _by_key([*batch.frames, *bad]).items():
+        for key, ids in ids_by_key([*batch.frames, *bad]).items():
             pipe.xack(key, WORKERS_GROUP, *ids)
         await pipe.execute()
         self._held.difference_update((f.key, f.entry_id) for f in (*batch.frames, *bad))
