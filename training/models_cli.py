@@ -45,13 +45,17 @@ def list_versions(settings: Settings) -> str:
     versions = client.search_model_versions(f"name='{REGISTERED_MODEL}'")
     if not versions:
         return f"no versions of {REGISTERED_MODEL} in {settings.tracking_uri}"
+    # search results carry no aliases: read them from the registered model
+    aliases_of: dict[str, list[str]] = {}
+    for alias, version in client.get_registered_model(REGISTERED_MODEL).aliases.items():
+        aliases_of.setdefault(str(version), []).append(alias)
     lines = [f"{'version':>7}  {'aliases':<12}{'mAP50':>7}{'mAP50-95':>9}  run"]
     for v in sorted(versions, key=lambda v: int(v.version)):
         tags = v.tags or {}
         score = {
             k.split("/", 1)[1]: val for k, val in tags.items() if "/" in k and k.count("/") == 1
         }
-        aliases = ",".join(v.aliases) or "-"
+        aliases = ",".join(sorted(aliases_of.get(str(v.version), []))) or "-"
         map50, map50_95 = score.get("map50", "-"), score.get("map50_95", "-")
         lines.append(f"{v.version:>7}  {aliases:<12}{map50:>7}{map50_95:>9}  {v.run_id}")
     return "\n".join(lines)

@@ -11,6 +11,7 @@ import pytest
 from pitchside.settings import Settings
 from tests.conftest import ASSETS, require_asset
 from training.evaluate import evaluate
+from training.models_cli import list_versions
 from training.promote import champion_model_file, promote
 from training.tracking import CHAMPION, REGISTERED_MODEL, mlflow_client
 from training.train import TrainConfig, TrainResult, train
@@ -107,6 +108,7 @@ def test_first_candidate_becomes_champion_and_a_worse_one_does_not(
         str(client.get_model_version_by_alias(REGISTERED_MODEL, CHAMPION).version) == first.version
     )
     assert client.get_run(tiny_run.run_id).data.tags["promoted"] == "false"
+    assert f"{first.version:>7}  champion" in list_versions(store)
     version, path = champion_model_file(store)
     assert version == first.version and path.suffix == ".onnx"
     shutil.rmtree(path.parent, ignore_errors=True)
