@@ -25,12 +25,11 @@ from redis.exceptions import RedisError
 
 from gateway import protocol
 from gateway.metrics import BAD_MESSAGE, FRAME_TRIMMED, SLOW_CLIENT, STAGE, Metrics
-from pitchside.errors import SchemaError
+from pitchside import registry
+from pitchside.errors import SchemaError, StreamNotFoundError
 from pitchside.schema import (
-    STREAMS_KEY,
     DetsMsg,
     FrameMsg,
-    StreamInfo,
     StreamState,
     dets_key,
     frames_key,
@@ -318,11 +317,10 @@ class Hub:
 
     async def _stream_over(self, sid: str) -> tuple[str, str | None] | None:
         """(state, error) once the stream is no longer active or is gone, else None."""
-        raw = await self._redis.hget(STREAMS_KEY, sid)
-        if raw is None:
-            return DELETED, None
         try:
-            info = StreamInfo.from_json(raw)
+            info = await registry.get(self._redis, sid)
+        except StreamNotFoundError:
+            return DELETED, None
         except SchemaError:
             return None  # a writer's bad entry is not the end of the stream
         return None if info.state.active else (info.state.value, info.error)

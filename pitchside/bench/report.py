@@ -32,24 +32,22 @@ def _ok(section: dict[str, Any] | None) -> dict[str, Any] | None:
     return section if section and "error" not in section else None
 
 
+def _ratio_target(name: str, other: str, b_fps: float, other_fps: float, minimum: float) -> Target:
+    """(b) must reach ``minimum`` times the frames per second of section ``other``."""
+    ratio, limit = b_fps / other_fps, minimum * other_fps
+    rule = f"(b) >= {minimum} x ({other}): {b_fps:.2f} fps >= {limit:.2f} fps"
+    short = f">= {minimum} x ({other}) = {limit:.2f} fps"
+    return Target(name, rule, short, round(ratio, 3), minimum, ratio >= minimum)
+
+
 def evaluate(sections: dict[str, dict[str, Any]]) -> list[Target]:
     """Check every target that the sections which ran allow."""
     a, b, c, d = (_ok(sections.get(k)) for k in "abcd")
     targets = []
     if b and a:
-        ratio, limit = b["fps"] / a["fps"], MIN_B_OVER_A * a["fps"]
-        rule = f"(b) >= {MIN_B_OVER_A} x (a): {b['fps']:.2f} fps >= {limit:.2f} fps"
-        short = f">= {MIN_B_OVER_A} x (a) = {limit:.2f} fps"
-        targets.append(
-            Target("b_over_a", rule, short, round(ratio, 3), MIN_B_OVER_A, ratio >= MIN_B_OVER_A)
-        )
+        targets.append(_ratio_target("b_over_a", "a", b["fps"], a["fps"], MIN_B_OVER_A))
     if b and c:
-        ratio, limit = b["fps"] / c["fps"], MIN_B_OVER_C * c["fps"]
-        rule = f"(b) >= {MIN_B_OVER_C} x (c): {b['fps']:.2f} fps >= {limit:.2f} fps"
-        short = f">= {MIN_B_OVER_C} x (c) = {limit:.2f} fps"
-        targets.append(
-            Target("b_over_c", rule, short, round(ratio, 3), MIN_B_OVER_C, ratio >= MIN_B_OVER_C)
-        )
+        targets.append(_ratio_target("b_over_c", "c", b["fps"], c["fps"], MIN_B_OVER_C))
     if d:
         if a:
             infer_ms, source = a["median_ms"], "median session.run of (a)"
