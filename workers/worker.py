@@ -7,15 +7,17 @@ poll step in a loop, with counters on the object. Each iteration:
    every ``claim_interval`` takes over entries a dead worker left pending (``XAUTOCLAIM``);
 2. reads with one ``XREADGROUP`` over all streams; for live streams keeps the newest entry
    per stream and acknowledges the older ones at once (counted as skipped);
-3. decodes the JPEGs and letterboxes them into one batch in the prepare thread, while the
-   previous batch is still inferring in the inference thread (analyse mode; a worker serving
-   only live streams picks its next frames once the model is free, so they are the newest);
-4. starts inference on that batch as soon as the previous one is done, then post-processes
-   the previous one and writes its detections and acknowledgements in one Redis pipeline.
+3. decodes the JPEGs and letterboxes them into one batch in the prepare thread, while up to
+   ``lanes`` earlier batches infer side by side in the inference threads (analyse mode; a
+   worker serving only live streams picks its next frames once a lane is free, so they are
+   the newest);
+4. starts inference on that batch as soon as a lane is free, then post-processes the
+   batches that finished, oldest first, and writes each one's detections and
+   acknowledgements in one Redis pipeline.
 
 Analyse streams are processed in order and acknowledged only after their detections are
 written; an entry this worker read is never dropped. When ``stop`` is set the worker
-finishes the batch in flight, writes and acknowledges it, and returns.
+finishes the batches in flight, writes and acknowledges them in order, and returns.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import logging
 import os
 import socket
 import time
+from collections import deque
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -119,7 +122,9 @@ class Worker:
         """
         log.info("worker %s serving %s", self.name, self.detector.model_id)
         self._prep_pool = ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-prep")
-        self._infer_pool = ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-infer")
+        self._infer_pool = ThreadPoolExecutor(
+            self.settings.lanes, thread_name_prefix=f"{self.name}-infer"
+        )
         background = [asyncio.create_task(self._heartbeat())]
         if self.watcher is not None and self.watcher.watching:
             background.append(asyncio.create_task(self._watch_model(self.watcher)))
@@ -146,32 +151,34 @@ class Worker:
         )
 
     async def _main(self, stop: asyncio.Event, until_idle: bool) -> None:
-        inflight: asyncio.Task[Inferred] | None = None
+        lanes = self.settings.lanes
+        inflight: deque[asyncio.Task[Inferred]] = deque()  # oldest first: published in order
         try:
             while not stop.is_set():
-                if inflight is not None and self._live_only():
-                    # Live: pick the next frames only once the model is free, so they are the
-                    # newest; a frame prepared ahead would wait one whole inference more.
-                    done, inflight = await inflight, None
-                    await self._publish(done)
+                if self._live_only():
+                    # Live: pick the next frames only once a lane is free, so they are the
+                    # newest; a frame prepared ahead would wait for a lane.
+                    while len(inflight) >= lanes:
+                        await self._publish(await inflight.popleft())
                 batch = await self._poll_iteration(stop)
-                done = None
-                if inflight is not None:
-                    done, inflight = await inflight, None
+                finished: list[Inferred] = []
                 if batch is not None and batch.prepared is not None:
-                    inflight = asyncio.create_task(self._infer(batch))
+                    while len(inflight) >= lanes:
+                        finished.append(await inflight.popleft())
+                    inflight.append(asyncio.create_task(self._infer(batch)))
                 elif batch is not None:  # only bad frames
-                    await self._publish(Inferred(batch))
-                if done is not None:
-                    await self._publish(done)  # post-processes while the next batch infers
-                if until_idle and batch is None and done is None and inflight is None:
+                    finished.append(Inferred(batch))
+                while inflight and inflight[0].done():
+                    finished.append(inflight.popleft().result())
+                for done in finished:
+                    await self._publish(done)  # post-processes while the next batches infer
+                if until_idle and batch is None and not finished and not inflight:
                     return
-            if inflight is not None:
-                done, inflight = await inflight, None
-                await self._publish(done)
+            while inflight:
+                await self._publish(await inflight.popleft())
         finally:
-            if inflight is not None:  # an error elsewhere: the thread finishes on its own
-                inflight.cancel()
+            for task in inflight:  # an error elsewhere: the threads finish on their own
+                task.cancel()
             if self._backlog:
                 log.info(
                     "worker %s leaves %d read frames pending for others to claim",
@@ -234,6 +241,8 @@ class Worker:
         keys = live + (analyse if waiting < self.settings.batch_max else [])
         keys = [k for k in keys if k in self._grouped]
         if not keys:
+            if not self._backlog:  # nothing to read or prepare: do not spin
+                await asyncio.sleep(self._block_ms / 1000)
             return
         try:
             reply = await self.redis.xreadgroup(
@@ -453,7 +462,9 @@ class Worker:
             if latest is None:
                 continue
             try:
-                detector = await asyncio.to_thread(load_resolved, latest, self.settings)
+                detector = await asyncio.to_thread(
+                    load_resolved, latest, self.settings, self.settings.lanes
+                )
             except PitchsideError as exc:
                 log.error("worker %s keeps %s: %s", self.name, self.detector.model_id, exc)
                 continue
@@ -488,7 +499,7 @@ async def serve(settings: Settings, stop: asyncio.Event, name: str | None = None
         SettingsError: a bad provider list, or no ``REDIS_URL``.
     """
     model = await asyncio.to_thread(resolve, settings.model_uri, settings)
-    detector = await asyncio.to_thread(load_resolved, model, settings)
+    detector = await asyncio.to_thread(load_resolved, model, settings, settings.lanes)
     if settings.redis_url is None:
         raise SettingsError(
             "a standalone worker needs REDIS_URL (only `pitchside up` starts an embedded Redis)"

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pitchside.bench.common import BenchConfig, BenchError
+from pitchside.settings import usable_cores
 
 if TYPE_CHECKING:  # imported when a run needs them: `pitchside --help` stays light
     from pitchside.settings import Settings
@@ -54,10 +55,6 @@ def _assets() -> Path:
     return Path(os.environ.get("PITCHSIDE_ASSETS") or REPO.parent / "shared" / "assets")
 
 
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``pitchside bench``."""
     parser.add_argument(
@@ -71,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--imgsz", type=int, default=640, help="long side of the input (640)")
     parser.add_argument(
-        "--threads", type=int, default=_cores(),
+        "--threads", type=int, default=usable_cores(),
         help="ONNX Runtime intra-op threads for (a), (b), (d), and ORT and torch threads for (c) "
         "(default: the usable cores, %(default)s)",
     )  # fmt: skip
@@ -117,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         from workers.engines import load_resolved
 
-        detector = load_resolved(resolved, settings)
+        detector = load_resolved(resolved, settings, settings.lanes)
     except (PitchsideError, ImportError) as exc:
         print(f"pitchside bench: cannot load the model: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -228,7 +225,9 @@ def _section(
     started = time.monotonic()
     try:
         if key == "a":
-            result = ceiling.run_ceiling(detector, config.clip, config.frames, config.warmup)
+            result = ceiling.run_ceiling(
+                detector, config.clip, config.frames, config.warmup, settings.lanes
+            )
         elif key == "b":
             result = pipeline.run_unpaced(config, settings, detector)
         elif key == "c":
@@ -273,7 +272,7 @@ def _environment(detector: Detector, load_before: tuple[float, float, float]) ->
         "platform": platform.platform(),
         "cpu_model": cpu_model,
         "cpu_count": os.cpu_count(),
-        "usable_cores": _cores(),
+        "usable_cores": usable_cores(),
         "load_average_before": [round(x, 2) for x in load_before],
         "onnxruntime": onnxruntime.__version__,
         "ort_available_providers": onnxruntime.get_available_providers(),

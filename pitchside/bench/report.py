@@ -87,7 +87,8 @@ def rows(sections: dict[str, dict[str, Any]], targets: list[Target]) -> list[tup
         return s
 
     if (a := section("a", "(a) ORT session.run (ceiling)")) is not None:
-        figure = f"{a['fps']:.2f} fps, {a['median_ms']:.1f} ms/frame median"
+        lanes = a.get("lanes", 1)
+        figure = f"{a['fps']:.2f} fps; {a['median_ms']:.1f} ms/call median, {lanes} at once"
         out.append(("(a) ORT session.run (ceiling)", figure, "", ""))
     if (b := section("b", "(b) pipeline unpaced -> WS")) is not None:
         figure = f"{b['fps']:.2f} fps, {b['lost_frames']} lost of {b['frames']}"

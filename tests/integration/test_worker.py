@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -57,9 +59,7 @@ def jpegs() -> list[bytes]:
 
 
 @pytest.fixture
-def make_worker(
-    settings: Settings, redis: Redis, detector: Detector
-) -> Callable[..., Worker]:
+def make_worker(settings: Settings, redis: Redis, detector: Detector) -> Callable[..., Worker]:
     def create(name: str = "w1", **changes: Any) -> Worker:
         return Worker(settings.replace(**changes), redis, detector, name)
 
@@ -300,3 +300,69 @@ async def test_serve_consumes_until_stop_then_removes_its_health_key(
     ((_, msg),) = await _dets(redis, "cam1")
     assert msg.worker == "w-serve" and msg.seq == 0
     assert not await redis.exists(health_key("worker", "w-serve"))
+
+
+class _SlowFirstInfer:
+    """A detector whose first inference takes longer; it counts inferences running at once."""
+
+    def __init__(self, inner: Detector, delay_s: float) -> None:
+        self._inner, self._delay_s = inner, delay_s
+        self._lock = threading.Lock()
+        self._running = 0
+        self.calls = 0
+        self.most_at_once = 0
+        self.model_id = inner.model_id
+
+    def prepare(self, images: list[np.ndarray]) -> Prepared:
+        return self._inner.prepare(images)
+
+    def infer(self, prepared: Prepared) -> np.ndarray:
+        with self._lock:
+            self.calls += 1
+            first = self.calls == 1
+            self._running += 1
+            self.most_at_once = max(self.most_at_once, self._running)
+        try:
+            if first:
+                time.sleep(self._delay_s)
+            return self._inner.infer(prepared)
+        finally:
+            with self._lock:
+                self._running -= 1
+
+    def postprocess(self, raw: np.ndarray, prepared: Prepared) -> Any:
+        return self._inner.postprocess(raw, prepared)
+
+
+async def test_worker_lanes_infer_side_by_side_and_publish_in_order(
+    redis: Redis, settings: Settings, detector: Detector, jpegs: list[bytes]
+) -> None:
+    # given an analyse stream of 6 frames, two lanes of one frame each, and a first
+    # inference slow enough that the second lane finishes before it
+    await _stream(redis, "match", Mode.ANALYSE)
+    ids = await _publish(redis, "match", jpegs[:6])
+    slow: Any = _SlowFirstInfer(detector, delay_s=1.0)
+    worker = Worker(settings.replace(lanes=2, batch_max=1), redis, slow, "w1")
+    # when the worker runs
+    await _run_until_idle(worker)
+    # then two inferences ran at once, and the detections are still written in frame order
+    assert slow.most_at_once == 2
+    dets = await _dets(redis, "match")
+    assert [m.frame_id for _, m in dets] == ids
+    assert [m.seq for _, m in dets] == list(range(6))
+    assert await _pending(redis, "match") == 0
+
+
+async def test_worker_with_one_lane_never_infers_two_batches_at_once(
+    redis: Redis, settings: Settings, detector: Detector, jpegs: list[bytes]
+) -> None:
+    # given an analyse stream of 4 frames and a single lane
+    await _stream(redis, "match", Mode.ANALYSE)
+    ids = await _publish(redis, "match", jpegs[:4])
+    slow: Any = _SlowFirstInfer(detector, delay_s=0.3)
+    worker = Worker(settings.replace(lanes=1, batch_max=1), redis, slow, "w1")
+    # when the worker runs
+    await _run_until_idle(worker)
+    # then inferences ran one at a time and every frame was written in order
+    assert slow.most_at_once == 1
+    assert [m.frame_id for _, m in await _dets(redis, "match")] == ids

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from pitchside import settings as settings_module
 from pitchside.errors import SettingsError
 from pitchside.settings import Settings, default_model_path
 
@@ -52,6 +53,7 @@ EVERY_VARIABLE: list[tuple[str, str, tuple[str, Any]]] = [
     ("PITCHSIDE_BATCH", "8", ("batch_max", 8)),
     ("PITCHSIDE_BATCH_MS", "12.5", ("batch_timeout_ms", 12.5)),
     ("PITCHSIDE_PROVIDERS", "CPUExecutionProvider", ("providers", "CPUExecutionProvider")),
+    ("PITCHSIDE_LANES", "3", ("lanes", 3)),
     ("PITCHSIDE_THREADS", "2", ("threads", 2)),
     ("PITCHSIDE_MODEL_POLL_S", "30", ("model_poll_s", 30.0)),
     ("PITCHSIDE_CLAIM_IDLE_MS", "5000", ("claim_idle_ms", 5000)),
@@ -111,6 +113,7 @@ BAD_VALUES: list[tuple[str, str, str]] = [
     ("PITCHSIDE_IMGSZ", "650", "multiple of 32"),
     ("PITCHSIDE_BATCH", "0", "between 1 and 256"),
     ("PITCHSIDE_BATCH_MS", "-1", "between 0.0 and 10000.0"),
+    ("PITCHSIDE_LANES", "0", "between 1 and 64"),
     ("PITCHSIDE_THREADS", "300", "between 0 and 256"),
     ("PITCHSIDE_MODEL_POLL_S", "0", "at least 0.1"),
     ("PITCHSIDE_CLAIM_IDLE_MS", "10", "at least 100"),
@@ -132,6 +135,27 @@ def test_settings_reject_a_bad_value_naming_the_variable(
     assert variable in message
     assert says in message
     assert raw.upper() in message.upper()
+
+
+@pytest.mark.parametrize(
+    ("threads", "lanes", "expected"),
+    [(8, 1, 8), (8, 2, 4), (2, 2, 1), (3, 2, 1), (1, 4, 1)],
+)
+def test_settings_share_inference_threads_among_lanes(
+    threads: int, lanes: int, expected: int
+) -> None:
+    # given a thread budget shared by callers running a session at once
+    settings = Settings(threads=threads)
+    # then each session gets its share, never less than one thread
+    assert settings.threads_per_session(lanes) == expected
+
+
+def test_settings_threads_zero_means_the_usable_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    # given no thread budget on a machine whose process may use 6 cores
+    monkeypatch.setattr(settings_module, "usable_cores", lambda: 6)
+    # then the cores are shared out among the lanes
+    assert Settings(threads=0).threads_per_session(2) == 3
+    assert Settings(threads=0).threads_per_session(1) == 6
 
 
 def test_settings_replace_returns_a_changed_copy() -> None:

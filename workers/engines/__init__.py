@@ -244,10 +244,12 @@ def check_detection_output(model_id: str, shape: Sequence[int | str | None], nc:
         )
 
 
-def load_detector(model_uri: str, settings: Settings) -> Detector:
+def load_detector(model_uri: str, settings: Settings, lanes: int = 1) -> Detector:
     """Load, check and warm up the detector ``model_uri`` names (a path or ``models:/...``).
 
-    Uses ``settings.providers``, ``threads``, ``conf``, ``iou`` and ``imgsz``.
+    Uses ``settings.providers``, ``threads``, ``conf``, ``iou`` and ``imgsz``; ``lanes`` is
+    how many callers will run it at once (a worker's ``settings.lanes``), which shares the
+    threads out among them (:meth:`Settings.threads_per_session`).
 
     Raises:
         ModelError: the model is missing, not ONNX, or not a YOLO detection model.
@@ -255,26 +257,29 @@ def load_detector(model_uri: str, settings: Settings) -> Detector:
     """
     from workers.model_source import resolve
 
-    return load_resolved(resolve(model_uri, settings), settings)
+    return load_resolved(resolve(model_uri, settings), settings, lanes)
 
 
-def load_resolved(model: ResolvedModel, settings: Settings) -> Detector:
+def load_resolved(model: ResolvedModel, settings: Settings, lanes: int = 1) -> Detector:
     """As :func:`load_detector`, for a model already resolved to a local file."""
     from workers.engines.ort import OrtEngine, resolve_providers
 
     path = resolve_model_uri(str(model.path))
-    engine = OrtEngine(path, resolve_providers(settings.providers), threads=settings.threads)
+    threads = settings.threads_per_session(lanes)
+    engine = OrtEngine(path, resolve_providers(settings.providers), threads=threads)
     detector = Detector(
         engine, conf=settings.conf, iou=settings.iou, imgsz=settings.imgsz,
         model_id=model.model_id,
     )  # fmt: skip
     detector.warmup()
     log.info(
-        "loaded %s: %d classes, input %s, providers %s",
+        "loaded %s: %d classes, input %s, providers %s, %d threads for each of %d lanes",
         detector.model_id,
         len(engine.names),
         engine.input_shape,
         ",".join(engine.providers),
+        threads,
+        lanes,
     )
     return detector
 

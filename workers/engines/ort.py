@@ -46,8 +46,7 @@ def resolve_providers(spec: str) -> list[str]:
     if not wanted or unknown:
         raise SettingsError(
             f"PITCHSIDE_PROVIDERS must be 'auto' or a comma list of {', '.join(available)}; "
-            f"got {spec!r}"
-            + (f" ({', '.join(unknown)} not available here)" if unknown else "")
+            f"got {spec!r}" + (f" ({', '.join(unknown)} not available here)" if unknown else "")
         )
     return wanted
 
