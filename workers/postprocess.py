@@ -18,6 +18,7 @@ from workers.preprocess import Letterbox
 MAX_DET = 300  # boxes per image at most
 MAX_NMS = 30_000  # candidates into NMS at most, the highest scores
 MAX_WH = 7680  # per-class box offset in network pixels; larger than any input side
+NMS_MATRIX_MAX = 1024  # candidates up to which NMS computes all IoUs at once (4 MB)
 
 
 def xywh2xyxy(xywh: np.ndarray) -> np.ndarray:
@@ -46,21 +47,53 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_thres: float, max_keep: int =
             f"expected (N, 4) boxes and (N,) scores, got {boxes.shape} and {scores.shape}"
         )
     order = np.argsort(-scores, kind="stable")
+    limit = max_keep if max_keep > 0 else len(order)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if len(order) <= NMS_MATRIX_MAX:
+            keep = _greedy_on_iou_matrix(boxes[order], iou_thres, limit)
+            return order[np.asarray(keep, dtype=np.int64)]
+        return np.asarray(_greedy_pairwise(boxes, order, iou_thres, limit), dtype=np.int64)
+
+
+def _greedy_on_iou_matrix(boxes: np.ndarray, iou_thres: float, limit: int) -> list[int]:
+    """Greedy NMS over boxes sorted by score, with every IoU computed in one go (the usual
+    few dozen candidates of a frame: one vectorised step instead of one per kept box)."""
+    x1, y1, x2, y2 = (boxes[:, i] for i in range(4))
+    areas = (x2 - x1) * (y2 - y1)
+    w = np.clip(np.minimum(x2[:, None], x2) - np.maximum(x1[:, None], x1), 0, None)
+    h = np.clip(np.minimum(y2[:, None], y2) - np.maximum(y1[:, None], y1), 0, None)
+    inter = w * h
+    over = inter / (areas[:, None] + areas - inter) > iou_thres  # NaN (empty boxes): False
+    suppressed = np.zeros(len(boxes), dtype=bool)
+    keep: list[int] = []
+    for i in range(len(boxes)):
+        if suppressed[i]:
+            continue
+        keep.append(i)
+        if len(keep) >= limit:
+            break
+        suppressed |= over[i]
+    return keep
+
+
+def _greedy_pairwise(
+    boxes: np.ndarray, order: np.ndarray, iou_thres: float, limit: int
+) -> list[int]:
+    """Greedy NMS computing the IoUs of each kept box with the rest: for many candidates,
+    where the full IoU matrix would not fit in memory."""
     x1, y1, x2, y2 = (boxes[:, i] for i in range(4))
     areas = (x2 - x1) * (y2 - y1)
     keep: list[int] = []
-    limit = max_keep if max_keep > 0 else len(order)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        while order.size and len(keep) < limit:
-            i = order[0]
-            keep.append(int(i))
-            rest = order[1:]
-            w = np.clip(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0, None)
-            h = np.clip(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0, None)
-            inter = w * h
-            iou = inter / (areas[i] + areas[rest] - inter)
-            order = rest[~(iou > iou_thres)]  # NaN (two empty boxes) suppresses nothing
-    return np.asarray(keep, dtype=np.int64)
+    while order.size and len(keep) < limit:
+        i = order[0]
+        keep.append(int(i))
+        rest = order[1:]
+        w = np.clip(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0, None)
+        h = np.clip(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0, None)
+        inter = w * h
+        iou = inter / (areas[i] + areas[rest] - inter)
+        order = rest[~(iou > iou_thres)]  # NaN (two empty boxes) suppresses nothing
+    return keep
 
 
 def batched_nms(

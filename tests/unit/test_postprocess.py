@@ -10,6 +10,7 @@ import pytest
 import torch
 import torchvision
 
+from workers import postprocess
 from workers.postprocess import (
     batched_nms,
     nms,
@@ -62,6 +63,24 @@ def test_nms_matches_torchvision_and_naive_loop_on_random_boxes(seed: int, thres
     reference = torchvision.ops.nms(torch.from_numpy(boxes), torch.from_numpy(scores), thres)
     assert keep.tolist() == reference.tolist()
     assert keep.tolist() == _naive_nms(boxes, scores, thres)
+
+
+@pytest.mark.parametrize("thres", [0.3, 0.7])
+def test_nms_gives_the_same_result_with_and_without_the_iou_matrix(
+    thres: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given 300 random boxes, NMS'd once with all IoUs at once (the usual path)
+    rng = np.random.default_rng(7)
+    boxes = _random_boxes(rng, 300)
+    scores = rng.permutation(300).astype(np.float32) / 300
+    with_matrix = nms(boxes, scores, thres)
+    # when the same boxes go through the path for too many candidates for the matrix
+    monkeypatch.setattr(postprocess, "NMS_MATRIX_MAX", 0)
+    pairwise = nms(boxes, scores, thres)
+    # then both keep the same boxes in the same order, as torchvision does
+    assert pairwise.tolist() == with_matrix.tolist()
+    reference = torchvision.ops.nms(torch.from_numpy(boxes), torch.from_numpy(scores), thres)
+    assert pairwise.tolist() == reference.tolist()
 
 
 @pytest.mark.parametrize(
