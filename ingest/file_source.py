@@ -339,6 +339,11 @@ class FileSource(Generic[T]):
         return None
 
     @property
+    def ready(self) -> bool:
+        """Whether :meth:`get` would return at once (a frame, the end, or its error)."""
+        return self._end is not None or not self._queue.empty()
+
+    @property
     def alive(self) -> bool:
         """Whether the decode thread is still running."""
         return self._thread is not None and self._thread.is_alive()

@@ -181,6 +181,8 @@ class StreamRunner:
         timeout_s: float,
     ) -> PreparedFrame | None | _Stopped:
         """The next frame, None at the end, _STOPPED on stop; NoFramesError on the deadline."""
+        if source.ready and not self.stop.is_set():  # the usual case: the decoder is ahead
+            return await source.get()
         getter = asyncio.ensure_future(source.get())
         done, _ = await asyncio.wait(
             {getter, stop_wait}, timeout=max(timeout_s, 0.0), return_when=asyncio.FIRST_COMPLETED

@@ -17,9 +17,10 @@ class BenchConfig:
     clip: Path
     model: Path
     imgsz: int
-    threads: int  # ONNX Runtime intra-op threads in (a), (b), (d); ORT and torch in (c)
+    threads: int  # inference threads in all: shared out among the lanes in (a), (b), (d)
     frames: int  # timed frames of (a), (b) and (c)
     warmup: int  # untimed frames before them
     live_seconds: float  # measured part of (d)
     live_warmup_s: float  # untimed start of (d)
     sections: tuple[str, ...]  # some of "a", "b", "c", "d", in that order
+    rounds: int = 1  # (a), (b), (c) run this many times, interleaved; each keeps its median

@@ -90,13 +90,16 @@ def rows(sections: dict[str, dict[str, Any]], targets: list[Target]) -> list[tup
         lanes = a.get("lanes", 1)
         figure = f"{a['fps']:.2f} fps; {a['median_ms']:.1f} ms/call median, {lanes} at once"
         out.append(("(a) ORT session.run (ceiling)", figure, "", ""))
+        _rounds(out, a)
     if (b := section("b", "(b) pipeline unpaced -> WS")) is not None:
         figure = f"{b['fps']:.2f} fps, {b['lost_frames']} lost of {b['frames']}"
         out.append(("(b) pipeline unpaced -> WS", figure, *verdict("b_over_a", "(a)")))
+        _rounds(out, b)
         if "b_over_a" in by_name:
             out.append(("    b/a", f"{by_name['b_over_a'].figure:.2f}", "", ""))
     if (c := section("c", "(c) Ultralytics stream=True")) is not None:
         out.append(("(c) Ultralytics stream=True", f"{c['fps']:.2f} fps", "", ""))
+        _rounds(out, c)
     if b is not None and (c is not None or "c" in sections):
         figure = f"{by_name['b_over_c'].figure:.2f}" if "b_over_c" in by_name else "-"
         out.append(("(b) vs (c): b/c", figure, *verdict("b_over_c", "(c)")))
@@ -118,6 +121,14 @@ def rows(sections: dict[str, dict[str, Any]], targets: list[Target]) -> list[tup
         )
         out.append(("(d) frames", figure, "(information)", ""))
     return out
+
+
+def _rounds(out: list[tuple[str, ...]], section: dict[str, Any]) -> None:
+    """A row with every round's fps under a section that ran more than once."""
+    fps = section.get("fps_rounds")
+    if fps:
+        rounds = ", ".join(f"{x:.2f}" for x in fps)
+        out.append(("    rounds", f"{rounds} (median above)", "", ""))
 
 
 def print_table(

@@ -34,7 +34,7 @@ def test_bench_runs_every_section_and_writes_positive_figures(tmp_path: Path) ->
     done = _bench(
         "--model", str(require_asset(COCO_ONNX)), "--clip", str(require_asset(CLIP)),
         "--frames", "8", "--warmup", "2", "--live-seconds", "3", "--live-warmup", "1",
-        "--threads", "2", "--json", str(out),
+        "--threads", "2", "--rounds", "2", "--json", str(out),
     )  # fmt: skip
     # then it exits 0, prints the table and writes every section with positive figures
     assert done.returncode == 0, done.stdout + done.stderr
@@ -47,6 +47,10 @@ def test_bench_runs_every_section_and_writes_positive_figures(tmp_path: Path) ->
     assert sections["b"]["fps"] > 0 and sections["b"]["frames"] >= 8
     assert sections["b"]["worker"]["skipped"] == 0  # analyse mode skips nothing
     assert sections["c"]["fps"] > 0 and sections["c"]["ort_intra_op_threads"] == 2
+    for key in "abc":  # two interleaved rounds, the median (lower middle) reported
+        rounds = sections[key]["fps_rounds"]
+        assert len(rounds) == 2 and sections[key]["fps"] == min(rounds)
+    assert "rounds" in done.stdout
     live = sections["d"]
     assert live["messages"] > 0 and live["shown_fps"] > 0
     assert 0 < live["latency_ms"]["p50_ms"] <= live["latency_ms"]["p95_ms"]
