@@ -14,9 +14,11 @@ Four sections, side by side in one run, on the same clip and the same model:
 Sections (a), (b) and (c) run ``--rounds`` times, interleaved (a b c a b c ...), and each
 reports its median round: the speed of these shared machines drifts within a minute, and
 interleaving spreads that drift over all three instead of loading it onto one ratio. (d)
-runs once. It prints one table, says which targets were met
-(:mod:`pitchside.bench.report`) and writes every raw figure to JSON. It is a benchmark, not a test: a missed target still exits 0; a
-section that could not run exits 1; a bad option, clip or model exits 2.
+runs once.
+
+It prints one table, says which targets were met (:mod:`pitchside.bench.report`) and
+writes every raw figure to JSON. It is a benchmark, not a test: a missed target still exits
+0; a section that could not run exits 1; a bad option, clip or model exits 2.
 """
 
 from __future__ import annotations
