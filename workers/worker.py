@@ -8,9 +8,10 @@ poll step in a loop, with counters on the object. Each iteration:
 2. reads with one ``XREADGROUP`` over all streams; for live streams keeps the newest entry
    per stream and acknowledges the older ones at once (counted as skipped);
 3. decodes the JPEGs and letterboxes them into one batch in the prepare thread, while up to
-   ``lanes`` earlier batches infer side by side in the inference threads (analyse mode; a
-   worker serving only live streams picks its next frames once a lane is free, so they are
-   the newest);
+   ``lanes`` earlier batches infer side by side in the inference threads, each on its share
+   of the CPU threads (analyse mode: most frames per second). A worker serving only live
+   streams infers one batch at a time on every thread (lowest latency) and picks its next
+   frames once the model is free, so they are the newest;
 4. starts inference on that batch as soon as a lane is free, then post-processes the
    batches that finished, oldest first, and writes each one's detections and
    acknowledgements in one Redis pipeline.
@@ -57,7 +58,7 @@ from pitchside.schema import (
 from pitchside.settings import Settings
 from workers import metrics
 from workers.batch import Batch, Frame, Inferred, decode_jpeg, ids_by_key, round_robin
-from workers.engines import Detector, load_resolved
+from workers.engines import Detector, load_for_worker
 from workers.model_source import ModelWatcher, resolve
 from workers.skip import newest_per_stream
 
@@ -76,8 +77,11 @@ class Worker:
     Args:
         settings: batch size and timeout, claim idle time, dets stream length.
         redis: a client on the bus, with ``decode_responses=False`` (frames hold bytes).
-        detector: a loaded detector; used from two threads (prepare, infer).
+        detector: the model with every thread, for live streams (one batch at a time).
         name: this consumer's name in the group, and its health key id.
+        watcher: re-reads a registry alias and hands over newly promoted models.
+        lanes_detector: the same model with each lane's share of the threads, for analyse
+            streams (``settings.lanes`` batches side by side); default ``detector``.
     """
 
     def __init__(
@@ -87,10 +91,13 @@ class Worker:
         detector: Detector,
         name: str,
         watcher: ModelWatcher | None = None,
+        lanes_detector: Detector | None = None,
     ) -> None:
         self.settings = settings
         self.redis = redis
-        self.detector = detector  # replaced between batches when the watcher sees a new model
+        # Both replaced between batches when the watcher sees a new model.
+        self.detector = detector
+        self.lanes_detector = lanes_detector or detector
         self.name = name
         self.watcher = watcher
         self.model_swaps = 0
@@ -151,19 +158,18 @@ class Worker:
         )
 
     async def _main(self, stop: asyncio.Event, until_idle: bool) -> None:
-        lanes = self.settings.lanes
         inflight: deque[asyncio.Task[Inferred]] = deque()  # oldest first: published in order
         try:
             while not stop.is_set():
                 if self._live_only():
-                    # Live: pick the next frames only once a lane is free, so they are the
-                    # newest; a frame prepared ahead would wait for a lane.
-                    while len(inflight) >= lanes:
+                    # Live: one batch at a time, on every thread; pick the next frames only
+                    # once the model is free, so they are the newest.
+                    while inflight:
                         await self._publish(await inflight.popleft())
                 batch = await self._poll_iteration(stop)
                 finished: list[Inferred] = []
                 if batch is not None and batch.prepared is not None:
-                    while len(inflight) >= lanes:
+                    while len(inflight) >= self._lanes():
                         finished.append(await inflight.popleft())
                     inflight.append(asyncio.create_task(self._infer(batch)))
                 elif batch is not None:  # only bad frames
@@ -189,6 +195,10 @@ class Worker:
     def _live_only(self) -> bool:
         """Every stream read now is live: freshness beats overlapping prepare and infer."""
         return all(info.mode == Mode.LIVE for info in self._streams.values())
+
+    def _lanes(self) -> int:
+        """Batches that may infer at once: one for live streams only, else ``lanes``."""
+        return 1 if self._live_only() else self.settings.lanes
 
     async def _poll_iteration(self, stop: asyncio.Event) -> Batch | None:
         """Read, select and prepare the next batch; None when there is nothing to do."""
@@ -348,7 +358,8 @@ class Worker:
     def _prepare(self, frames: Sequence[Frame]) -> Batch:
         """Prepare thread: parse, decode and letterbox; unusable frames go to ``bad``."""
         start = time.perf_counter()
-        batch = Batch(detector=self.detector)
+        live = self._live_only()  # a batch infers on the session that fits what it serves
+        batch = Batch(detector=self.detector if live else self.lanes_detector)
         images: list[np.ndarray] = []
         for frame in frames:
             try:
@@ -462,13 +473,14 @@ class Worker:
             if latest is None:
                 continue
             try:
-                detector = await asyncio.to_thread(
-                    load_resolved, latest, self.settings, self.settings.lanes
+                detector, lanes_detector = await asyncio.to_thread(
+                    load_for_worker, latest, self.settings
                 )
             except PitchsideError as exc:
                 log.error("worker %s keeps %s: %s", self.name, self.detector.model_id, exc)
                 continue
-            old, self.detector = self.detector, detector
+            old = self.detector
+            self.detector, self.lanes_detector = detector, lanes_detector
             self.model_swaps += 1
             log.info("worker %s switched from %s to %s", self.name, old.model_id, detector.model_id)
 
@@ -499,7 +511,7 @@ async def serve(settings: Settings, stop: asyncio.Event, name: str | None = None
         SettingsError: a bad provider list, or no ``REDIS_URL``.
     """
     model = await asyncio.to_thread(resolve, settings.model_uri, settings)
-    detector = await asyncio.to_thread(load_resolved, model, settings, settings.lanes)
+    detector, lanes_detector = await asyncio.to_thread(load_for_worker, model, settings)
     if settings.redis_url is None:
         raise SettingsError(
             "a standalone worker needs REDIS_URL (only `pitchside up` starts an embedded Redis)"
@@ -507,6 +519,7 @@ async def serve(settings: Settings, stop: asyncio.Event, name: str | None = None
     redis = Redis.from_url(settings.redis_url)
     try:
         watcher = ModelWatcher(model, settings)
-        await Worker(settings, redis, detector, name or default_name(), watcher).run(stop)
+        worker = Worker(settings, redis, detector, name or default_name(), watcher, lanes_detector)
+        await worker.run(stop)
     finally:
         await redis.aclose()

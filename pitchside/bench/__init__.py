@@ -122,9 +122,9 @@ def run(args: argparse.Namespace) -> int:
     json_path = args.json or Path("bench-results") / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
     _progress(f"loading {config.model} ({config.threads} threads, imgsz {config.imgsz})")
     try:
-        from workers.engines import load_resolved
+        from workers.engines import load_for_worker
 
-        detector = load_resolved(resolved, settings, settings.lanes)
+        detectors = load_for_worker(resolved, settings)
     except (PitchsideError, ImportError) as exc:
         print(f"pitchside bench: cannot load the model: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -132,10 +132,11 @@ def run(args: argparse.Namespace) -> int:
     for n in range(config.rounds):
         for key in (k for k in config.sections if k in ROUNDED):
             label = f"round {n + 1}/{config.rounds}" if config.rounds > 1 else ""
-            rounds[key].append(_section(key, config, settings, detector, label))
+            rounds[key].append(_section(key, config, settings, detectors, label))
     if "d" in config.sections:
-        rounds["d"].append(_section("d", config, settings, detector))
+        rounds["d"].append(_section("d", config, settings, detectors))
     sections = {key: _median_round(results) for key, results in rounds.items()}
+    detector = detectors[0]
     targets = report.evaluate(sections)
     doc = {
         "arguments": sys.argv[1:],
@@ -243,7 +244,11 @@ def _median_round(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _section(
-    key: str, config: BenchConfig, settings: Settings, detector: Detector, label: str = ""
+    key: str,
+    config: BenchConfig,
+    settings: Settings,
+    detectors: tuple[Detector, Detector],
+    label: str = "",
 ) -> dict[str, Any]:
     """Run one section; its figures, or ``{"error": ...}`` when it could not run."""
     from pitchside.bench import ceiling, pipeline, ultra
@@ -260,14 +265,18 @@ def _section(
     try:
         if key == "a":
             result = ceiling.run_ceiling(
-                detector, config.clip, config.frames, config.warmup, settings.lanes
+                detectors[1], config.clip, config.frames, config.warmup, settings.lanes
             )
+            live = result
+            if detectors[1] is not detectors[0]:  # live streams infer on every thread
+                live = ceiling.run_ceiling(detectors[0], config.clip, config.frames, config.warmup)
+            result["live_median_ms"] = live["median_ms"]
         elif key == "b":
-            result = pipeline.run_unpaced(config, settings, detector)
+            result = pipeline.run_unpaced(config, settings, detectors)
         elif key == "c":
             result = ultra.run_ultralytics(config, settings.conf, settings.iou)
         else:
-            result = pipeline.run_live(config, settings, detector)
+            result = pipeline.run_live(config, settings, detectors)
     except BenchError as exc:
         result = {"error": str(exc)}
     except Exception as exc:  # a benchmark reports a broken section and goes on

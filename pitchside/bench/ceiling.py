@@ -2,10 +2,11 @@
 
 The clip is decoded exactly as ingest decodes it (``ingest.file_source.decode_frames``) and
 letterboxed exactly as the workers do (``Detector.prepare``: a rectangular input for a model
-with dynamic height and width, the model's fixed shape otherwise). The session is the
-worker engine's own (same providers, threads and session options), and it is called as a
-worker calls it: by ``lanes`` threads at once (``PITCHSIDE_LANES``), each running batches of
-one back to back. Only ``session.run`` is timed.
+with dynamic height and width, the model's fixed shape otherwise). The sessions are the
+worker's own (same providers, threads and session options), called as a worker calls them:
+the analyse session by ``lanes`` threads at once (``PITCHSIDE_LANES``), each running batches
+of one back to back, which is the ceiling; the live session (every thread) by one caller,
+whose median is one live frame's inference time. Only ``session.run`` is timed.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 :class:`Stack` runs in this process what ``pitchside up`` runs as processes: a private
 embedded ``redis-server``, an :class:`~ingest.service.IngestService`, one
-:class:`~workers.worker.Worker` (serving the detector section (a) timed; its decode, letterbox
+:class:`~workers.worker.Worker` (serving the sessions section (a) timed; its decode, letterbox
 and inference run in the worker's own threads, ONNX Runtime releases the GIL) and the gateway
 app under uvicorn on a free loopback port, configured as ``python -m gateway`` configures it.
 The stream is started through the REST API and watched through ``/ws/streams/{sid}`` as a
@@ -75,7 +75,7 @@ class Stack:
     """The services of one benchmark section, in this process; ``async with`` runs them."""
 
     settings: Settings
-    detector: Detector
+    detectors: tuple[Detector, Detector]  # (live, lanes), as workers.engines.load_for_worker
     worker: Worker | None = None
     port: int = 0
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -89,7 +89,8 @@ class Stack:
         settings = self.settings.replace(redis_url=url)
         self._clients = [Redis.from_url(url), Redis.from_url(url)]
         ingest = IngestService(settings, self._clients[0], "bench-ingest")
-        self.worker = Worker(settings, self._clients[1], self.detector, "bench-worker")
+        live, lanes = self.detectors
+        self.worker = Worker(settings, self._clients[1], live, "bench-worker", lanes_detector=lanes)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
@@ -314,11 +315,13 @@ def _pipeline_settings(settings: Settings, config: BenchConfig, data_dir: Path) 
     )  # fmt: skip
 
 
-async def _unpaced(config: BenchConfig, settings: Settings, detector: Detector) -> dict[str, Any]:
+async def _unpaced(
+    config: BenchConfig, settings: Settings, detectors: tuple[Detector, Detector]
+) -> dict[str, Any]:
     # Detections arrive in bursts of one batch: a whole number of batches puts both ends of
     # the window at the same place in a burst.
     n = -(-config.frames // settings.batch_max) * settings.batch_max
-    async with Stack(settings, detector) as stack:
+    async with Stack(settings, detectors) as stack:
         window, extra = await _watch(
             stack, "bench-b", Mode.ANALYSE, config,
             done=lambda w: len(w) > n, warm=lambda seen: len(seen) > config.warmup,
@@ -338,7 +341,9 @@ async def _unpaced(config: BenchConfig, settings: Settings, detector: Detector) 
     }
 
 
-async def _live(config: BenchConfig, settings: Settings, detector: Detector) -> dict[str, Any]:
+async def _live(
+    config: BenchConfig, settings: Settings, detectors: tuple[Detector, Detector]
+) -> dict[str, Any]:
     state: dict[str, float] = {}
 
     def warm(seen: list[Received]) -> bool:
@@ -348,7 +353,7 @@ async def _live(config: BenchConfig, settings: Settings, detector: Detector) -> 
     def done(window: list[Received]) -> bool:
         return (window[-1].receipt_ns - window[0].receipt_ns) / 1e9 >= config.live_seconds
 
-    async with Stack(settings, detector) as stack:
+    async with Stack(settings, detectors) as stack:
         window, extra = await _watch(stack, "bench-d", Mode.LIVE, config, done=done, warm=warm)
     t0 = window[0].receipt_ns
     times_s = [(m.receipt_ns - t0) / 1e9 for m in window]
@@ -374,7 +379,9 @@ async def _live(config: BenchConfig, settings: Settings, detector: Detector) -> 
     }
 
 
-def run_unpaced(config: BenchConfig, settings: Settings, detector: Detector) -> dict[str, Any]:
+def run_unpaced(
+    config: BenchConfig, settings: Settings, detectors: tuple[Detector, Detector]
+) -> dict[str, Any]:
     """(b): analyse mode, unpaced; fps at the WebSocket client over ``config.frames``.
 
     ``settings`` are the environment's (batch size, backlog limit...); the model, ``imgsz``
@@ -382,11 +389,13 @@ def run_unpaced(config: BenchConfig, settings: Settings, detector: Detector) -> 
     """
     with tempfile.TemporaryDirectory(prefix="pitchside-bench-") as data_dir:
         settings = _pipeline_settings(settings, config, Path(data_dir))
-        return run_async(_unpaced(config, settings, detector))
+        return run_async(_unpaced(config, settings, detectors))
 
 
-def run_live(config: BenchConfig, settings: Settings, detector: Detector) -> dict[str, Any]:
+def run_live(
+    config: BenchConfig, settings: Settings, detectors: tuple[Detector, Detector]
+) -> dict[str, Any]:
     """(d): live mode, paced; latency capture -> WebSocket receipt for ``live_seconds``."""
     with tempfile.TemporaryDirectory(prefix="pitchside-bench-") as data_dir:
         settings = _pipeline_settings(settings, config, Path(data_dir))
-        return run_async(_live(config, settings, detector))
+        return run_async(_live(config, settings, detectors))

@@ -366,3 +366,37 @@ async def test_worker_with_one_lane_never_infers_two_batches_at_once(
     # then inferences ran one at a time and every frame was written in order
     assert slow.most_at_once == 1
     assert [m.frame_id for _, m in await _dets(redis, "match")] == ids
+
+
+async def test_worker_serves_live_streams_on_the_live_detector_one_batch_at_a_time(
+    redis: Redis, settings: Settings, detector: Detector, jpegs: list[bytes]
+) -> None:
+    # given a worker with two lanes, its two sessions counted, and a live stream
+    live: Any = _SlowFirstInfer(detector, delay_s=0.0)
+    lanes: Any = _SlowFirstInfer(detector, delay_s=0.0)
+    worker = Worker(settings.replace(lanes=2), redis, live, "w1", lanes_detector=lanes)
+    await _stream(redis, "cam1", Mode.LIVE)
+    # when frames arrive one at a time
+    for seq in range(3):
+        await _publish(redis, "cam1", [jpegs[seq]], first_seq=seq)
+        await _run_until_idle(worker)
+    # then the live detector (every thread) ran them, one at a time
+    assert live.calls == 3 and live.most_at_once == 1
+    assert lanes.calls == 0
+
+
+async def test_worker_serves_analyse_streams_on_the_lanes_detector(
+    redis: Redis, settings: Settings, detector: Detector, jpegs: list[bytes]
+) -> None:
+    # given a worker with two lanes, its two sessions counted, and an analyse stream
+    live: Any = _SlowFirstInfer(detector, delay_s=0.0)
+    lanes: Any = _SlowFirstInfer(detector, delay_s=0.5)
+    worker = Worker(settings.replace(lanes=2, batch_max=1), redis, live, "w1", lanes_detector=lanes)
+    await _stream(redis, "match", Mode.ANALYSE)
+    ids = await _publish(redis, "match", jpegs[:4])
+    # when the worker runs
+    await _run_until_idle(worker)
+    # then the lanes detector ran every batch, two at once, and all were written in order
+    assert lanes.calls == 4 and lanes.most_at_once == 2
+    assert live.calls == 0
+    assert [m.frame_id for _, m in await _dets(redis, "match")] == ids

@@ -284,6 +284,20 @@ def load_resolved(model: ResolvedModel, settings: Settings, lanes: int = 1) -> D
     return detector
 
 
+def load_for_worker(model: ResolvedModel, settings: Settings) -> tuple[Detector, Detector]:
+    """A worker's two sessions of one model: ``(live, lanes)``.
+
+    ``live`` has every thread and runs one batch at a time: the lowest latency, for a worker
+    serving only live streams. ``lanes`` gives each of ``settings.lanes`` batches side by side
+    its share of the threads: the most frames per second, for analyse streams. With one lane
+    they are the same detector.
+    """
+    live = load_resolved(model, settings)
+    if settings.lanes == 1:
+        return live, live
+    return live, load_resolved(model, settings, settings.lanes)
+
+
 def inspect_model(
     model_uri: str, providers: str = "auto", settings: Settings | None = None
 ) -> ModelInfo:
