@@ -75,8 +75,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--imgsz", type=int, default=640, help="long side of the input (640)")
     parser.add_argument(
         "--threads", type=int, default=usable_cores(),
-        help="ONNX Runtime intra-op threads for (a), (b), (d), and ORT and torch threads for (c) "
-        "(default: the usable cores, %(default)s)",
+        help="inference threads: the worker's (PITCHSIDE_THREADS) in (a), (b), (d), ORT and "
+        "torch threads in (c) (default: the usable cores, %(default)s)",
     )  # fmt: skip
     parser.add_argument(
         "--frames", type=int,
