@@ -65,7 +65,7 @@ class Settings:
     batch_max: int = 4  # PITCHSIDE_BATCH; frames per inference batch at most
     batch_timeout_ms: float = 5.0  # PITCHSIDE_BATCH_MS; wait this long to fill a batch
     providers: str = "auto"  # PITCHSIDE_PROVIDERS; "auto" or a comma list of ORT providers
-    lanes: int = 2  # PITCHSIDE_LANES; batches one worker infers at the same time
+    lanes: int = 2  # PITCHSIDE_LANES; analyse batches one worker infers at the same time
     threads: int = 0  # PITCHSIDE_THREADS; inference threads of one worker, 0: the usable cores
     model_poll_s: float = 5.0  # PITCHSIDE_MODEL_POLL_S; how often a registry alias is re-read
     claim_idle_ms: int = 30_000  # PITCHSIDE_CLAIM_IDLE_MS; pending entries idle this long

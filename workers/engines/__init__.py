@@ -244,12 +244,10 @@ def check_detection_output(model_id: str, shape: Sequence[int | str | None], nc:
         )
 
 
-def load_detector(model_uri: str, settings: Settings, lanes: int = 1) -> Detector:
+def load_detector(model_uri: str, settings: Settings) -> Detector:
     """Load, check and warm up the detector ``model_uri`` names (a path or ``models:/...``).
 
-    Uses ``settings.providers``, ``threads``, ``conf``, ``iou`` and ``imgsz``; ``lanes`` is
-    how many callers will run it at once (a worker's ``settings.lanes``), which shares the
-    threads out among them (:meth:`Settings.threads_per_session`).
+    Uses ``settings.providers``, ``threads``, ``conf``, ``iou`` and ``imgsz``.
 
     Raises:
         ModelError: the model is missing, not ONNX, or not a YOLO detection model.
@@ -257,11 +255,13 @@ def load_detector(model_uri: str, settings: Settings, lanes: int = 1) -> Detecto
     """
     from workers.model_source import resolve
 
-    return load_resolved(resolve(model_uri, settings), settings, lanes)
+    return load_resolved(resolve(model_uri, settings), settings)
 
 
 def load_resolved(model: ResolvedModel, settings: Settings, lanes: int = 1) -> Detector:
-    """As :func:`load_detector`, for a model already resolved to a local file."""
+    """As :func:`load_detector`, for a model already resolved to a local file; ``lanes`` is
+    how many callers will run it at once, which shares the threads out among them
+    (:meth:`Settings.threads_per_session`)."""
     from workers.engines.ort import OrtEngine, resolve_providers
 
     path = resolve_model_uri(str(model.path))
