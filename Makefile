@@ -1,4 +1,5 @@
-# pitchside: `make up` runs the stack on this machine, `make test` runs every test.
+# pitchside: `make up` runs the stack on this machine, `make test` runs every test,
+# `make check` runs every static check (lint, format, types, import contracts) and then the tests.
 # Both create .venv when it is missing and install into it; a stamp per step makes repeated
 # runs quick (edit pyproject.toml or constraints.txt and the next run installs again).
 
@@ -11,7 +12,7 @@ TORCHVISION_SHIM ?= ../shared/tools/torchvision-cpu-shim
 PIP := $(VENV)/bin/python -m pip
 INSTALL := $(PIP) install -c constraints.txt
 
-.PHONY: up test lint torch install install-dev
+.PHONY: up test check lint types imports torch install install-dev
 
 up: $(VENV)/.stamp-serve
 	$(VENV)/bin/pitchside up $(if $(SOURCE),--source "$(SOURCE)")
@@ -19,8 +20,17 @@ up: $(VENV)/.stamp-serve
 test: $(VENV)/.stamp-dev
 	$(VENV)/bin/python -m pytest
 
+check: lint types imports test
+
 lint: $(VENV)/.stamp-dev
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+types: $(VENV)/.stamp-dev
+	$(VENV)/bin/mypy
+
+imports: $(VENV)/.stamp-dev
+	$(VENV)/bin/lint-imports
 
 install: $(VENV)/.stamp-serve
 install-dev: $(VENV)/.stamp-dev
@@ -44,7 +54,7 @@ $(VENV)/.stamp-torch: constraints.txt | $(VENV)/bin/python
 	fi
 	touch $@
 
-# Everything: serving, training (Ultralytics, MLflow) and the test tools.
+# Everything: serving, training (Ultralytics, MLflow), the OpenVINO engine and the checks.
 $(VENV)/.stamp-dev: pyproject.toml constraints.txt $(VENV)/.stamp-torch
-	$(INSTALL) -e ".[train,dev]"
+	$(INSTALL) -e ".[train,openvino,dev]"
 	touch $@ $(VENV)/.stamp-serve

@@ -29,6 +29,8 @@ from gateway import routes_health, routes_streams, routes_workers, ws
 from gateway.hub import Hub
 from gateway.metrics import Metrics
 from pitchside.errors import PitchsideError, SettingsError
+from pitchside.redis_client import connect
+from pitchside.service import instance_name
 from pitchside.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -59,7 +61,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[State]:
-        redis = open_redis(redis_url)
+        redis = connect(redis_url, instance_name("gateway"))
         try:
             async with Hub(redis, metrics, queue_size=settings.ws_queue) as hub:
                 yield {"settings": settings, "redis": redis, "hub": hub, "metrics": metrics}
@@ -94,17 +96,6 @@ def create_app(settings: Settings) -> FastAPI:
         return HTMLResponse(_docs_page(app.openapi()))
 
     return app
-
-
-def open_redis(url: str) -> Redis:
-    """The gateway's Redis client: bytes replies, and no socket read/write timeout.
-
-    redis-py 8 defaults ``socket_timeout`` to 5 s, which aborts a ``BLPOP`` waiting longer
-    (``control_timeout_s`` is 10 s by default), and its timed writes go through
-    ``asyncio.wait_for``, which on Python 3.11 can swallow a task's cancellation (the hub
-    cancels its readers). Blocking commands carry their own server-side timeouts instead.
-    """
-    return Redis.from_url(url, socket_timeout=None, socket_connect_timeout=5)
 
 
 # -------------------------------------------------------------------- errors

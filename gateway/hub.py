@@ -156,10 +156,6 @@ class Hub:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    def viewer_count(self, sid: str) -> int:
-        feed = self._feeds.get(sid)
-        return len(feed.viewers) if feed else 0
-
     async def subscribe(self, sid: str, *, frames: bool) -> Viewer:
         """A new viewer of ``sid``; every dets entry written after this returns reaches it.
 

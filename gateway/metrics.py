@@ -18,6 +18,8 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
+from pitchside.metrics import frames_dropped
+
 STAGE = "gateway"
 
 # Drop reasons (frames_dropped_total{stage="gateway", reason=...})
@@ -34,12 +36,7 @@ class Metrics:
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         GCCollector(registry=self.registry)
-        self.frames_dropped = Counter(
-            "frames_dropped",
-            "Frames not processed or not delivered, by stage and reason",
-            ["stage", "reason"],
-            registry=self.registry,
-        )
+        self.frames_dropped = frames_dropped(self.registry)
         self.messages = Counter(
             "gateway_messages",
             "Frame messages built by the gateway (once per stream, shared by its viewers)",

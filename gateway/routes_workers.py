@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, cast
 from fastapi import APIRouter, Request
 
 from pitchside.errors import SchemaError
-from pitchside.schema import WorkerBeat, health_pattern, sid_from_health_key
+from pitchside.schema import WorkerBeat, health_pattern, instance_from_health_key
 
 if TYPE_CHECKING:
     from gateway.app import State
@@ -27,6 +27,8 @@ async def list_workers(request: Request) -> dict[str, object]:
             beat = WorkerBeat.from_json(raw)
         except SchemaError:
             continue
-        workers.append({"name": sid_from_health_key(key), "model": beat.model, "seen_ns": beat.ts})
+        workers.append(
+            {"name": instance_from_health_key(key), "model": beat.model, "seen_ns": beat.ts}
+        )
     workers.sort(key=lambda w: str(w["name"]))
     return {"workers": workers, "models": sorted({str(w["model"]) for w in workers})}

@@ -1,35 +1,30 @@
-"""``python -m ingest``: run one ingest service until SIGTERM or SIGINT."""
+"""``pitchside ingest`` / ``python -m ingest``: run one ingest service until SIGTERM or SIGINT."""
 
 from __future__ import annotations
 
 import argparse
 import functools
+import sys
 
-from ingest.service import default_name, serve
+from ingest.service import serve
 from pitchside.service import run_service
 from pitchside.settings import Settings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the ingest options to ``parser`` (shared with the ``pitchside ingest`` command)."""
+    """The ingest options."""
     parser.add_argument(
         "--name",
-        default=default_name(),
-        help="consumer and heartbeat name, unique per process (default: %(default)s)",
+        help="consumer and heartbeat name, unique per process (default: ingest-HOST-PID)",
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    """Build the settings from the environment and serve; returns the process exit code."""
-    settings = Settings.from_env()
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """Serve until a signal; the process exit status."""
     return run_service("ingest", functools.partial(serve, name=args.name), settings)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m ingest", description=__doc__)
-    add_arguments(parser)
-    return run(parser.parse_args())
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from pitchside.cli import main
+
+    raise SystemExit(main(["ingest", *sys.argv[1:]]))

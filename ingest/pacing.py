@@ -70,10 +70,6 @@ class Pacer:
         self._last_pts_ns = pts_ns
         return due_ns
 
-    def reset(self) -> None:
-        """Forget the schedule: the next frame is due at once and anchors a new one."""
-        self._anchor_wall_ns = None
-
     def _anchor(self, pts_ns: int, now_ns: int, count: bool = True) -> int:
         self.reanchors += count
         self._anchor_wall_ns = now_ns

@@ -28,7 +28,16 @@ from collections import deque
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from pitchside.schema import WORKERS_GROUP, FrameMsg, Mode, dets_key, frames_key, now_ns
+from pitchside.schema import (
+    WORKERS_GROUP,
+    EntryOrder,
+    FrameMsg,
+    Mode,
+    dets_key,
+    entry_order,
+    frames_key,
+    now_ns,
+)
 from pitchside.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -37,17 +46,8 @@ log = logging.getLogger(__name__)
 # acknowledged without detections, bad ones, wake nobody).
 PROGRESS_WAIT_S = 0.1
 
-StreamId = tuple[int, int]
 
-
-def parse_id(entry_id: bytes | str) -> StreamId:
-    """``b"1700000000000-3"`` -> ``(1700000000000, 3)``, which orders like Redis does."""
-    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-    ms, _, seq = text.partition("-")
-    return int(ms), int(seq or 0)
-
-
-def count_after(ids: deque[StreamId], after: StreamId) -> int:
+def count_after(ids: deque[EntryOrder], after: EntryOrder) -> int:
     """How many of ``ids`` (ascending) are greater than ``after``."""
     count = 0
     for entry in reversed(ids):
@@ -84,7 +84,7 @@ class FramePublisher:
         else:
             self._base_maxlen = settings.frames_maxlen
         self._maxlen = self._base_maxlen
-        self._ids: deque[StreamId] = deque()  # ids added, newest last, at least the last maxlen
+        self._ids: deque[EntryOrder] = deque()  # ids added, newest last, at least the last maxlen
         self._warned_no_group = False
         self._room = 0  # analyse mode: frames that may still be added before looking again
         self._last_dets: bytes | str = "0-0"  # newest dets entry at the last look
@@ -105,7 +105,7 @@ class FramePublisher:
         entry_id: bytes = await self._redis.xadd(
             self._key, frame.to_fields(), maxlen=self._maxlen, approximate=True
         )
-        self._ids.append(parse_id(entry_id))
+        self._ids.append(entry_order(entry_id))
         self._room -= 1
         while len(self._ids) > self._maxlen:
             self._ids.popleft()
@@ -131,9 +131,9 @@ class FramePublisher:
         group = next((g for g in groups if _text(g["name"]) == WORKERS_GROUP), None)
         if group is None:
             return self._no_group("no such group")
-        undelivered = count_after(self._ids, parse_id(group["last-delivered-id"]))
+        undelivered = count_after(self._ids, entry_order(group["last-delivered-id"]))
         oldest = pending.get("min")
-        keep = count_after(self._ids, _before(parse_id(oldest))) if oldest else 0
+        keep = count_after(self._ids, _before(entry_order(oldest))) if oldest else 0
         self._maxlen = max(self._base_maxlen, keep + 1)
         return int(group["pending"]) + undelivered
 
@@ -169,6 +169,6 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _before(entry: StreamId) -> StreamId:
+def _before(entry: EntryOrder) -> EntryOrder:
     ms, seq = entry
     return (ms, seq - 1) if seq else (ms - 1, 2**64 - 1)

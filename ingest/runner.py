@@ -23,7 +23,7 @@ from ingest.metrics import FRAMES_PUBLISHED, STAGE_SECONDS, STREAMS_ACTIVE
 from ingest.pacing import Pacer
 from ingest.publisher import FramePublisher
 from pitchside import registry
-from pitchside.errors import SourceError
+from pitchside.errors import NoFramesError, SourceError
 from pitchside.schema import (
     WORKERS_GROUP,
     FrameMsg,
@@ -39,11 +39,6 @@ log = logging.getLogger(__name__)
 
 NO_FRAMES_TIMEOUT_S = 10.0  # the watchdog: a source silent this long has failed
 REGISTRY_EVERY_S = 1.0  # how often the frame count in the registry is refreshed
-THREAD_STOP_S = 2.0  # how long closing a source waits for its decode thread
-
-
-class NoFramesError(Exception):
-    """The watchdog fired: the source delivered no frame for too long."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +112,7 @@ class StreamRunner:
         try:
             await self._reset_keys()
             state = await self._pump()
-        except (SourceError, NoFramesError) as exc:
+        except SourceError as exc:  # NoFramesError too: the watchdog fired
             state, error = StreamState.FAILED, str(exc)
         except asyncio.CancelledError:
             state = StreamState.STOPPED

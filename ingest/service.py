@@ -13,8 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -31,10 +29,11 @@ from pitchside.errors import (
     StreamExistsError,
     StreamNotFoundError,
 )
+from pitchside.heartbeat import Heartbeat
 from pitchside.redact import redact_url
+from pitchside.redis_client import connect
 from pitchside.schema import (
     CONTROL_KEY,
-    HEALTH_TTL_S,
     INGEST_GROUP,
     REPLY_TTL_S,
     Command,
@@ -42,24 +41,19 @@ from pitchside.schema import (
     ControlReply,
     StreamInfo,
     StreamState,
-    health_key,
     now_ns,
     reply_key,
     validate_sid,
 )
+from pitchside.service import instance_name
 from pitchside.settings import Settings
 
 log = logging.getLogger(__name__)
 
+SERVICE = "ingest"  # the service part of its health key
 STOP_DEADLINE_S = 5.0  # a stopping stream gets this long before its task is cancelled
-HEARTBEAT_EVERY_S = 2.0  # a third of HEALTH_TTL_S
 READ_BLOCK_MS = 500  # XREADGROUP block: also how fast the service notices its stop event
 READ_COUNT = 16
-
-
-def default_name() -> str:
-    """This process's consumer and heartbeat name: ``ingest-<hostname>-<pid>``."""
-    return f"ingest-{socket.gethostname()}-{os.getpid()}"
 
 
 @dataclass(slots=True)
@@ -85,7 +79,6 @@ class IngestService:
         self._settings = settings
         self._redis = redis
         self._name = name
-        self._health_key = health_key("ingest", name)
         self._runs: dict[str, _Running] = {}
 
     @property
@@ -95,24 +88,16 @@ class IngestService:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve commands until ``stop`` is set, then stop every stream and clean up."""
-        await self._ensure_group()
-        await self._beat()
-        heartbeat = asyncio.create_task(self._heartbeat(stop), name=f"{self._name}-heartbeat")
-        log.info("ingest %s ready", self._name)
-        try:
-            while not stop.is_set():
-                for entry_id, fields in await self._read():
-                    await self._handle(entry_id, fields)
-        finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
-            await self.shutdown()
+        await self._ensure_group()  # before the first beat: who sees it may send commands
+        async with Heartbeat(self._redis, SERVICE, self._name, now_ns):
+            log.info("ingest %s ready", self._name)
             try:
-                await self._redis.delete(self._health_key)
-            except Exception:  # the bus went away: the key expires by itself
-                log.warning("could not delete heartbeat %s", self._health_key, exc_info=True)
-            log.info("ingest %s stopped", self._name)
+                while not stop.is_set():
+                    for entry_id, fields in await self._read():
+                        await self._handle(entry_id, fields)
+            finally:
+                await self.shutdown()
+        log.info("ingest %s stopped", self._name)
 
     async def shutdown(self) -> None:
         """Stop every running stream (STOPPED) within the deadline."""
@@ -241,22 +226,6 @@ class IngestService:
         if not task.cancelled() and task.exception() is not None:
             log.error("stream %s task raised", sid, exc_info=task.exception(), extra={"sid": sid})
 
-    # -- heartbeat ---------------------------------------------------------------------------
-
-    async def _beat(self) -> None:
-        await self._redis.set(self._health_key, now_ns(), ex=HEALTH_TTL_S)
-
-    async def _heartbeat(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), HEARTBEAT_EVERY_S)
-            if stop.is_set():
-                return
-            try:
-                await self._beat()
-            except Exception:  # keep beating; the bus may come back
-                log.warning("heartbeat failed", exc_info=True)
-
 
 def _request_id(fields: dict[bytes, bytes]) -> str:
     raw = fields.get(b"request_id", b"")
@@ -274,10 +243,11 @@ async def serve(settings: Settings, stop: asyncio.Event, name: str | None = None
     Args:
         settings: the process's settings.
         stop: set by a signal handler (or a test) to drain and return.
-        name: consumer and heartbeat name; default :func:`default_name`.
+        name: consumer and heartbeat name; default ``instance_name("ingest")``.
     """
     async with contextlib.AsyncExitStack() as stack:
         url = stack.enter_context(redis_url_or_embedded(settings.redis_url))
-        redis = Redis.from_url(url)
+        name = name or instance_name(SERVICE)
+        redis = connect(url, name)
         stack.push_async_callback(redis.aclose)
-        await IngestService(settings, redis, name or default_name()).run(stop)
+        await IngestService(settings, redis, name).run(stop)

@@ -1,22 +1,30 @@
 """The ``pitchside`` command: one subcommand per service or tool, imported only when chosen.
 
-Every command lives in a module that exposes ``add_arguments(parser)`` and ``run(args) -> int``.
-``pitchside --help`` lists them all from :data:`COMMANDS` without importing any of them, so
-that a light command never pays for a heavy one (``import mlflow`` alone costs about 2 s).
+This is the one entry point of every pitchside process (``python -m ingest`` and the other
+service ``__main__`` modules call :func:`main` too). It is the only place that reads the
+environment: it builds :class:`~pitchside.settings.Settings` once, sets up logging, and
+passes the settings down. Every command lives in a module that exposes
+``add_arguments(parser)`` and ``run(args, settings) -> int``; ``pitchside --help`` lists
+them all from :data:`COMMANDS` without importing any of them, so that a light command never
+pays for a heavy one (``import mlflow`` alone costs about 2 s).
+
+Every user error ends the same way, whatever the command: one line on stderr naming the
+problem and exit status 2 (:class:`~pitchside.errors.ExitCode`), never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from types import ModuleType
 
 from pitchside import __version__
-from pitchside.errors import PitchsideError
-
-EXIT_USAGE = 2
+from pitchside.errors import CommandUnavailableError, ExitCode, PitchsideError
+from pitchside.logs import setup_logging
+from pitchside.settings import Settings
 
 #: name -> (module path, one-line help). The module is imported only when its command runs.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -28,12 +36,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("training.evaluate_cli", "score a model on the held-out split"),
     "export": ("training.export_cli", "export a .pt to ONNX, optionally also INT8"),
     "models": ("training.models_cli", "list, promote and export registered models"),
-    "bench": ("pitchside.bench", "measure throughput and latency of the pipeline"),
+    "bench": ("bench", "measure throughput and latency of the pipeline"),
 }
-
-
-class CommandUnavailableError(Exception):
-    """The module of a command cannot be imported or lacks add_arguments/run."""
 
 
 def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
@@ -87,6 +91,17 @@ def load_command(name: str) -> ModuleType:
     return module
 
 
+def prepare_environ(environ: MutableMapping[str, str], settings: Settings) -> None:
+    """What the process environment must hold before a library reads it at import time.
+
+    Ultralytics reads ``YOLO_OFFLINE`` (no update checks, no font or asset downloads:
+    nothing is downloaded at run time) and ``YOLO_CONFIG_DIR`` (its settings file, private
+    to pitchside's data folder) when it is first imported; a value the user set is kept.
+    """
+    environ.setdefault("YOLO_OFFLINE", "1")
+    environ.setdefault("YOLO_CONFIG_DIR", str((settings.data_dir / "ultralytics").resolve()))
+
+
 def _chosen_command(argv: Sequence[str]) -> str | None:
     """The first argument that is not an option: the command (top-level options take no value)."""
     for arg in argv:
@@ -98,25 +113,29 @@ def _chosen_command(argv: Sequence[str]) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``pitchside`` console script and of ``python -m pitchside``.
+    """Entry point of the ``pitchside`` console script and of every ``python -m`` form.
 
     Returns:
-        The command's exit status; 2 for a usage error or a command that is not available.
+        The command's exit status; 2 for a usage error, a bad setting or a command that
+        is not available.
     """
     args_list = list(sys.argv[1:] if argv is None else argv)
     try:
         parser = build_parser(_chosen_command(args_list))
     except CommandUnavailableError as exc:
         print(f"pitchside: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return exc.exit_code
     try:
         args = parser.parse_args(args_list)
     except SystemExit as exc:  # --help, --version, or a usage error already printed
-        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+        return exc.code if isinstance(exc.code, int) else ExitCode.USAGE
     try:
-        return int(args._run(args))
+        settings = Settings.from_env(os.environ)
+        prepare_environ(os.environ, settings)
+        setup_logging(settings, args.command)
+        return int(args._run(args, settings))
     except KeyboardInterrupt:
-        return 130
+        return ExitCode.INTERRUPTED
     except PitchsideError as exc:  # a user's mistake: one line, not a traceback
         print(f"pitchside {args.command}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return exc.exit_code

@@ -20,14 +20,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from pitchside.errors import PitchsideError
+from pitchside.errors import EmbeddedRedisError
 from pitchside.supervisor import die_with_parent
 
 log = logging.getLogger(__name__)
-
-
-class EmbeddedRedisError(PitchsideError):
-    code = "embedded_redis"
 
 
 def redis_server_binary() -> Path:

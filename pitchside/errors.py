@@ -1,36 +1,112 @@
-"""The one exception hierarchy of pitchside.
+"""The one exception hierarchy of pitchside, and the exit statuses of its commands.
 
-Every error a user can cause derives from :class:`PitchsideError` and carries the HTTP status
-the gateway answers with, so a handler never has to guess. Messages say what was expected and
-what was given; they never contain credentials.
+Every error pitchside raises on purpose derives from :class:`PitchsideError` and carries the
+HTTP status the gateway answers with and the exit status a command ends with, so neither a
+handler nor a ``__main__`` has to guess. Messages say what was expected and what was given;
+they never contain credentials.
 """
 
 from __future__ import annotations
 
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """How a pitchside process ends. The supervisor of ``pitchside up`` restarts only FAILED."""
+
+    OK = 0
+    FAILED = 1  # something went wrong that a retry or a restart may fix
+    USAGE = 2  # a bad setting, option, model or data set: a restart cannot help
+    INTERRUPTED = 130  # Ctrl-C at a command that does not handle it itself
+
 
 class PitchsideError(Exception):
-    """Base of every error pitchside raises on purpose."""
+    """Base of every error pitchside raises on purpose: by default a user's mistake."""
 
     status: int = 500
     code: str = "internal_error"
+    exit_code: ExitCode = ExitCode.USAGE
+
+
+# -- settings, options, commands -------------------------------------------------------------
 
 
 class SettingsError(PitchsideError):
-    """An environment variable holds a value pitchside cannot use."""
+    """An environment variable or option holds a value pitchside cannot use."""
 
     code = "bad_setting"
 
 
-class SchemaError(PitchsideError):
-    """A bus message is malformed or of another schema version."""
+class CommandUnavailableError(PitchsideError):
+    """A command's module cannot be imported (a missing extra) or lacks add_arguments/run."""
 
-    code = "bad_message"
+    code = "command_unavailable"
+
+
+class InvalidRequestError(PitchsideError):
+    """A request is well formed but its values are not acceptable."""
+
+    status = 422
+    code = "invalid_request"
+
+
+class DatasetError(InvalidRequestError):
+    """A training or evaluation data set is missing, unreadable or not YOLO-format."""
+
+    code = "bad_dataset"
+
+
+# -- models and evaluation ---------------------------------------------------------------------
 
 
 class ModelError(PitchsideError):
     """The model file is missing, unreadable, or not a detection model."""
 
     code = "bad_model"
+
+
+class ModelNotFoundError(ModelError):
+    """A registry URI names a model, alias or version the registry does not have."""
+
+    code = "model_not_found"
+
+
+class EvaluationError(PitchsideError):
+    """Two evaluations cannot be compared (scored on different held-out splits)."""
+
+    status = 422
+    code = "evaluation_mismatch"
+
+
+class BenchError(PitchsideError):
+    """A benchmark section cannot run; the message says why."""
+
+    code = "bench_failed"
+    exit_code = ExitCode.FAILED
+
+
+# -- the bus and the streams -----------------------------------------------------------------
+
+
+class SchemaError(PitchsideError):
+    """A bus message is malformed or of another schema version."""
+
+    code = "bad_message"
+    exit_code = ExitCode.FAILED
+
+
+class ServiceError(PitchsideError):
+    """A service could not start (its port is taken...) and has logged why."""
+
+    code = "service_failed"
+    exit_code = ExitCode.FAILED
+
+
+class EmbeddedRedisError(PitchsideError):
+    """The embedded redis-server could not be started."""
+
+    code = "embedded_redis"
+    exit_code = ExitCode.FAILED
 
 
 class SourceError(PitchsideError):
@@ -40,11 +116,10 @@ class SourceError(PitchsideError):
     code = "bad_source"
 
 
-class InvalidRequestError(PitchsideError):
-    """A request is well formed but its values are not acceptable."""
+class NoFramesError(SourceError):
+    """The watchdog fired: an open source delivered no frame for too long."""
 
-    status = 422
-    code = "invalid_request"
+    code = "no_frames"
 
 
 class StreamNotFoundError(PitchsideError):
@@ -66,3 +141,13 @@ class IngestUnavailableError(PitchsideError):
 
     status = 503
     code = "ingest_unavailable"
+    exit_code = ExitCode.FAILED
+
+
+class IngestRefusedError(PitchsideError):
+    """Ingest answered a command with an error: carries the status and code it asked for."""
+
+    def __init__(self, message: str, status: int, code: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code

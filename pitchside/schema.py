@@ -81,8 +81,8 @@ def health_pattern(service: str) -> str:
 HEALTH_TTL_S = 6
 
 
-def sid_from_health_key(key: str | bytes) -> str:
-    """The ``{id}`` part of a health key."""
+def instance_from_health_key(key: str | bytes) -> str:
+    """The ``{id}`` part of a health key: the service instance's name, e.g. ``worker-1``."""
     text = key.decode() if isinstance(key, bytes) else key
     return text.rsplit(":", 1)[1]
 
@@ -114,6 +114,17 @@ def sid_from_frames_key(key: str | bytes) -> str:
 
 def now_ns() -> int:
     return time.time_ns()
+
+
+#: A stream entry id ``"<ms>-<seq>"`` as numbers, which order like Redis orders the ids.
+EntryOrder = tuple[int, int]
+
+
+def entry_order(entry_id: bytes | str) -> EntryOrder:
+    """``b"1700000000000-3"`` -> ``(1700000000000, 3)``: ids compare numerically, not as text."""
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
 
 
 # --------------------------------------------------------------------------------------------

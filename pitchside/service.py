@@ -1,15 +1,23 @@
-"""Run one async service until SIGTERM or SIGINT: the shared body of every ``__main__``."""
+"""Run one async service until SIGTERM or SIGINT: the shared body of every service command.
+
+``pitchside ingest``, ``pitchside worker`` and ``pitchside gateway`` (and their ``python -m``
+forms) all end here: :func:`run_service` runs ``serve(settings, stop)`` on uvloop, both
+signals set ``stop`` and the service drains, and every way out maps to one exit status
+(:class:`~pitchside.errors.ExitCode`). ``pitchside up`` uses :func:`run_until_signalled`,
+the same loop and signal handling with the signals a terminal sends.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
-from collections.abc import Awaitable, Callable, Coroutine
+import socket
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
-from pitchside.errors import ModelError, PitchsideError, SettingsError
-from pitchside.logs import setup_logging
+from pitchside.errors import ExitCode, PitchsideError
 from pitchside.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -17,9 +25,15 @@ log = logging.getLogger(__name__)
 Serve = Callable[[Settings, asyncio.Event], Awaitable[None]]
 T = TypeVar("T")
 
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_CONFIG = 2  # a bad setting or model: restarting will not help
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def instance_name(service: str) -> str:
+    """A name unique on this host for one process of ``service``: ``worker-<host>-<pid>``.
+
+    It names the process's consumer in its group, its health key and its Redis client.
+    """
+    return f"{service}-{socket.gethostname()}-{os.getpid()}"
 
 
 def run_async(main: Coroutine[Any, Any, T]) -> T:
@@ -34,30 +48,42 @@ def run_async(main: Coroutine[Any, Any, T]) -> T:
         return runner.run(main)
 
 
-def run_service(name: str, serve: Serve, settings: Settings) -> int:
-    """Run ``serve(settings, stop)``; both signals set ``stop`` and the service drains.
+def run_until_signalled(
+    main: Callable[[asyncio.Event], Awaitable[T]], signals: Sequence[int] = STOP_SIGNALS
+) -> T:
+    """Run ``main(stop)`` on a fresh event loop; each of ``signals`` sets ``stop``."""
 
-    Returns the process exit code: 0 after a clean stop, 2 for a configuration error a
-    restart cannot fix (the supervisor does not restart those), 1 for anything else.
-    """
-    setup_logging(settings, name)
-
-    async def main() -> None:
+    async def body() -> T:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in signals:
             loop.add_signal_handler(sig, stop.set)
+        try:
+            return await main(stop)
+        finally:
+            for sig in signals:
+                loop.remove_signal_handler(sig)
+
+    return run_async(body())
+
+
+def run_service(name: str, serve: Serve, settings: Settings) -> int:
+    """Run ``serve(settings, stop)`` until a signal; the process exit status.
+
+    0 after a clean stop; a :class:`~pitchside.errors.PitchsideError`'s own exit code (2 for
+    a bad setting or model, which the supervisor does not restart), logged as one line; 1
+    for anything else, logged with its traceback.
+    """
+
+    async def main(stop: asyncio.Event) -> None:
         await serve(settings, stop)
 
     try:
-        run_async(main())
-    except (SettingsError, ModelError) as exc:
-        log.error("%s cannot run: %s", name, exc)
-        return EXIT_CONFIG
+        run_until_signalled(main)
     except PitchsideError as exc:
-        log.error("%s stopped: %s", name, exc)
-        return EXIT_ERROR
+        log.error("%s cannot run: %s", name, exc)
+        return exc.exit_code
     except Exception:
         log.exception("%s crashed", name)
-        return EXIT_ERROR
-    return EXIT_OK
+        return ExitCode.FAILED
+    return ExitCode.OK

@@ -7,6 +7,7 @@ Nothing below ``__main__`` reads ``os.environ``: build :class:`Settings` with
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 from collections.abc import Callable, Mapping
@@ -33,6 +34,27 @@ def usable_cores() -> int:
 def default_model_path() -> Path:
     """The detector ``pitchside up`` serves when ``PITCHSIDE_MODEL`` is unset."""
     return REPO_MODELS_DIR / DEFAULT_MODEL_NAME
+
+
+def check_imgsz(value: int, name: str = "PITCHSIDE_IMGSZ") -> int:
+    """``value`` when it is a network input side YOLO accepts: a multiple of 32, 32-4096.
+
+    Raises:
+        SettingsError: naming ``name`` (the variable or option) and the value given.
+    """
+    if not 32 <= value <= 4096 or value % 32:
+        raise SettingsError(f"{name} must be a multiple of 32 between 32 and 4096, got {value}")
+    return value
+
+
+def imgsz_arg(raw: str) -> int:
+    """An argparse ``type=`` for ``--imgsz``: the same rule as ``PITCHSIDE_IMGSZ``."""
+    try:
+        return check_imgsz(int(raw), "--imgsz")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a multiple of 32, got {raw!r}") from None
+    except SettingsError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--imgsz ")) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,15 +124,15 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read every setting from ``env`` (default: ``os.environ``), validating each.
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Read every setting from ``env`` (the process environment, passed in by the
+        entry point), validating each.
 
         Raises:
             SettingsError: a variable holds a value of the wrong type or out of range.
         """
-        env = os.environ if env is None else env
         r = _Reader(env)
-        settings = cls(
+        return cls(
             redis_url=env.get("REDIS_URL") or None,
             frames_maxlen=r.get("PITCHSIDE_FRAMES_MAXLEN", int, 50, lo=2),
             dets_maxlen=r.get("PITCHSIDE_DETS_MAXLEN", int, 500, lo=2),
@@ -126,7 +148,7 @@ class Settings:
             workers=r.get("PITCHSIDE_WORKERS", int, 1, lo=0, hi=256),
             conf=r.get("PITCHSIDE_CONF", float, 0.25, lo=0.0, hi=1.0),
             iou=r.get("PITCHSIDE_IOU", float, 0.45, lo=0.0, hi=1.0),
-            imgsz=r.get("PITCHSIDE_IMGSZ", int, 640, lo=32, hi=4096),
+            imgsz=check_imgsz(r.get("PITCHSIDE_IMGSZ", int, 640)),
             batch_max=r.get("PITCHSIDE_BATCH", int, 4, lo=1, hi=256),
             batch_timeout_ms=r.get("PITCHSIDE_BATCH_MS", float, 5.0, lo=0.0, hi=10_000.0),
             providers=env.get("PITCHSIDE_PROVIDERS") or "auto",
@@ -140,9 +162,6 @@ class Settings:
             ),
             log_json=r.get("PITCHSIDE_LOG_JSON", _parse_bool, False),
         )
-        if settings.imgsz % 32:
-            raise SettingsError(f"PITCHSIDE_IMGSZ must be a multiple of 32, got {settings.imgsz}")
-        return settings
 
 
 def _parse_bool(raw: str) -> bool:

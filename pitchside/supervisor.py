@@ -32,10 +32,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-log = logging.getLogger(__name__)
+from pitchside.errors import ExitCode
 
-EXIT_OK = 0
-EXIT_CONFIG = 2  # pitchside.service: a bad setting or model, restarting cannot help
+log = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 _TAIL_BYTES = 4096  # stderr kept per child, to quote its last words
@@ -326,11 +325,11 @@ class Supervisor:
             child.returncode = code
             if self._stopping.is_set():
                 break
-            if code == EXIT_OK:
+            if code == ExitCode.OK:
                 log.info("%s exited cleanly; not restarted", name)
                 child.state = ChildState.EXITED
                 break
-            if code == EXIT_CONFIG:
+            if code == ExitCode.USAGE:
                 message = child.last_words()
                 log.error("%s cannot run (exit status 2), not restarted: %s", name, message)
                 child.state = ChildState.FAILED

@@ -9,6 +9,10 @@ in reverse order and Redis last, whatever the reason: a signal, a child that can
 
 Exit status: 0 after a clean stop, 2 for a bad setting, model, port or source (nothing is left
 running), 1 for anything else.
+
+Like the CLI, this is an entry point: it may import the services (the model pre-check loads
+the model with the workers' own engine) and it reads the process environment, once, to hand
+it on to the services it starts.
 """
 
 from __future__ import annotations
@@ -25,18 +29,17 @@ from pathlib import Path
 
 import httpx
 
-from pitchside.embedded_redis import EmbeddedRedis, EmbeddedRedisError
-from pitchside.errors import ModelError, SettingsError
-from pitchside.logs import setup_logging
+from pitchside.embedded_redis import EmbeddedRedis
+from pitchside.errors import EmbeddedRedisError, ExitCode, ModelError, SettingsError
 from pitchside.redact import redact_url
+from pitchside.service import run_until_signalled
 from pitchside.settings import Settings
 from pitchside.supervisor import ChildSpec, ChildState, RestartPolicy, Supervisor
 
 log = logging.getLogger(__name__)
 
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_CONFIG = 2
+#: SIGHUP too: the terminal that ran `pitchside up` was closed.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 READY_TIMEOUT_S = 120.0
 _PROBE_INTERVAL_S = 0.25
 _HTTP_TIMEOUT_S = 30.0  # POST /api/streams waits for ingest (PITCHSIDE_CONTROL_TIMEOUT_S)
@@ -60,30 +63,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, settings: Settings) -> int:
     """Run the stack until a signal; see the module docstring for the exit status."""
     if args.loop and not args.source:
         return _fail("--loop needs --source")
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        return _fail(str(exc))
     changes = {"workers": args.workers, "host": args.host, "port": args.port}
     settings = settings.replace(**{k: v for k, v in changes.items() if v is not None})
-    setup_logging(settings, "up")
-    if problem := check_port(settings.host, settings.port) or check_model(settings.model_uri):
+    if problem := check_port(settings.host, settings.port) or check_model(settings):
         return _fail(problem)
-    return asyncio.run(_up(settings, args, os.environ))
+    environ = dict(os.environ)  # read once, here: every service started inherits it
+    return run_until_signalled(lambda stop: _up(settings, args, environ, stop), STOP_SIGNALS)
 
 
-def check_model(model_uri: str) -> str | None:
-    """None when the workers can serve ``model_uri``, else a one-line reason."""
+def check_model(settings: Settings) -> str | None:
+    """None when the workers can serve ``settings.model_uri`` with these settings (the
+    registry of ``MLFLOW_TRACKING_URI``, the providers of ``PITCHSIDE_PROVIDERS``), else a
+    one-line reason."""
+    model_uri = settings.model_uri
     try:
         from workers.engines import inspect_model  # onnxruntime: only `up` and workers need it
     except ImportError as exc:
         return f"cannot check the model {model_uri}: the workers package is unusable ({exc})"
     try:
-        info = inspect_model(model_uri)
+        info = inspect_model(model_uri, settings)
+    except SettingsError as exc:
+        return str(exc)
     except ModelError as exc:
         message = str(exc)
         return message if model_uri in message else f"model {model_uri}: {message}"
@@ -172,23 +176,21 @@ async def run_stack(
         print(f"pitchside is up: {base_url}", flush=True)
         return await _until_stopped(supervisor, stop)
     except OSError as exc:
-        return _fail(f"cannot start a service: {exc}", EXIT_ERROR)
+        return _fail(f"cannot start a service: {exc}", ExitCode.FAILED)
     finally:
         log.info("stopping every service")
         await supervisor.stop()
 
 
-async def _up(settings: Settings, args: argparse.Namespace, base_env: Mapping[str, str]) -> int:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGHUP: terminal closed
-        loop.add_signal_handler(sig, stop.set)
+async def _up(
+    settings: Settings, args: argparse.Namespace, base_env: Mapping[str, str], stop: asyncio.Event
+) -> int:
     redis = None if settings.redis_url else EmbeddedRedis()
     try:
         # Started in this (the main) thread: its death signal is tied to the thread.
         redis_url = settings.redis_url or redis.start()  # type: ignore[union-attr]
         if stop.is_set():
-            return EXIT_OK
+            return ExitCode.OK
         return await run_stack(
             child_specs(settings, redis_url, base_env),
             public_url(settings.host, settings.port),
@@ -198,7 +200,7 @@ async def _up(settings: Settings, args: argparse.Namespace, base_env: Mapping[st
             ready_timeout_s=args.ready_timeout,
         )
     except EmbeddedRedisError as exc:
-        return _fail(f"cannot start the embedded Redis: {exc}", EXIT_ERROR)
+        return _fail(f"cannot start the embedded Redis: {exc}", ExitCode.FAILED)
     finally:
         if redis is not None:
             redis.stop()
@@ -218,13 +220,13 @@ async def _until_ready(
     if first == "ready":
         return None
     if first == "stop":
-        return EXIT_OK
+        return ExitCode.OK
     if first == "failed":
         return _child_failed(supervisor)
     if first == "gateway_gone":
         state = supervisor.child(gateway)
         return _fail(f"the {gateway} ended ({state.state}) before it was ready; see its log above")
-    return _fail(f"{base_url}/readyz did not answer 200 within {timeout_s:.0f} s", EXIT_ERROR)
+    return _fail(f"{base_url}/readyz did not answer 200 within {timeout_s:.0f} s", ExitCode.FAILED)
 
 
 async def _until_stopped(supervisor: Supervisor, stop: asyncio.Event) -> int:
@@ -232,12 +234,12 @@ async def _until_stopped(supervisor: Supervisor, stop: asyncio.Event) -> int:
         stop=stop.wait(), failed=supervisor.failed.wait(), done=supervisor.done.wait()
     )
     if first == "stop":
-        return EXIT_OK
+        return ExitCode.OK
     if first == "failed":
         return _child_failed(supervisor)
     if all(s.state == ChildState.EXITED for s in supervisor.status()):
-        return EXIT_OK
-    return _fail("every service has ended; see the log above", EXIT_ERROR)
+        return ExitCode.OK
+    return _fail("every service has ended; see the log above", ExitCode.FAILED)
 
 
 async def _probe_ready(base_url: str) -> None:
@@ -262,14 +264,14 @@ async def _start_stream(base_url: str, source: str, loop_source: bool) -> int | 
                 f"{base_url}/api/streams", json={"source": source, "loop": loop_source}
             )
     except httpx.HTTPError as exc:
-        return _fail(f"could not start a stream from {shown}: {exc!r}", EXIT_ERROR)
+        return _fail(f"could not start a stream from {shown}: {exc!r}", ExitCode.FAILED)
     body = _json_or_none(response)
     if response.is_success:
         sid = (body.get("sid") or body.get("id")) if isinstance(body, dict) else None
         print(f"started stream {sid or '?'} from {shown}", flush=True)
         return None
     detail = _detail(body) or response.text.strip() or response.reason_phrase
-    status = EXIT_CONFIG if 400 <= response.status_code < 500 else EXIT_ERROR
+    status = ExitCode.USAGE if 400 <= response.status_code < 500 else ExitCode.FAILED
     code = response.status_code
     return _fail(f"the stream from {shown} was refused (HTTP {code}): {detail}", status)
 
@@ -325,7 +327,7 @@ def _detail(body: object) -> str:
     return str(detail) if detail else ""
 
 
-def _fail(message: str, status: int = EXIT_CONFIG) -> int:
+def _fail(message: str, status: int = ExitCode.USAGE) -> int:
     print(f"pitchside up: {message}", file=sys.stderr, flush=True)
     return status
 

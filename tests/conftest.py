@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -18,6 +19,12 @@ CLIP = ASSETS / "video" / "08fd33_4.mp4"
 COCO_ONNX = ASSETS / "models" / "yolov8n_int8.onnx"
 IMAGES_DIR = ASSETS / "images"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+
+# What the `pitchside` entry point puts in the environment before any command runs
+# (pitchside.cli.prepare_environ); tests that import Ultralytics in-process get the same:
+# nothing downloaded, and its settings file in a private folder rather than the user's.
+os.environ.setdefault("YOLO_OFFLINE", "1")
+os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="pitchside-tests-yolo-"))
 
 
 def require_asset(path: Path) -> Path:

@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from pitchside.schema import FrameMsg, Mode
+from pitchside.schema import FrameMsg, Mode, entry_order
 from workers.engines import Detector, Prepared
-from workers.skip import entry_order
 
 
 @dataclass(slots=True)

@@ -9,16 +9,11 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
+from pitchside.schema import entry_order
+
 K = TypeVar("K", bound=Hashable)
 #: One stream entry as redis-py returns it: (entry id, fields).
 Entry = tuple[bytes | str, Any]
-
-
-def entry_order(entry_id: bytes | str) -> tuple[int, int]:
-    """Sort key of a stream entry id ``"<ms>-<seq>"``: ids compare numerically, not as text."""
-    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-    ms, _, seq = text.partition("-")
-    return int(ms), int(seq or 0)
 
 
 def newest_per_stream(

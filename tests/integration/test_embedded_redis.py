@@ -71,11 +71,20 @@ def test_embedded_redis_stop_removes_the_process_and_its_folder() -> None:
 
 
 def test_embedded_redis_stop_is_safe_twice_and_before_start() -> None:
+    # given a server that was never started: stopping it is a no-op
     server = EmbeddedRedis()
     server.stop()
+    assert server.pid is None
+    # when it is started after that, it serves
     server.start()
+    pid, folder = server.pid, server.socket_path.parent
+    assert pid is not None
+    with Redis.from_url(server.url) as client:
+        assert client.ping()
+    # then stopping it twice ends the process and leaves nothing behind, without raising
     server.stop()
     server.stop()
+    assert not pid_alive(pid) and not folder.exists() and server.pid is None
 
 
 def test_redis_url_or_embedded_passes_a_given_url_through() -> None:

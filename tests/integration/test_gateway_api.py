@@ -18,9 +18,10 @@ import pytest
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
-from gateway.app import create_app, open_redis
+from gateway.app import create_app
 from pitchside import registry
 from pitchside.redact import redact_url
+from pitchside.redis_client import connect
 from pitchside.schema import (
     CONTROL_KEY,
     REPLY_TTL_S,
@@ -107,9 +108,9 @@ async def client(gateway_settings: Settings, redis: Redis) -> AsyncIterator[http
 
 @pytest.fixture
 async def ingest(redis_url: str, redis: Redis) -> AsyncIterator[FakeIngest]:
-    # Its own client without a socket timeout: redis-py's timed writes (asyncio.wait_for) can
-    # swallow a cancellation on Python 3.11, and this task is cancelled at teardown.
-    client = open_redis(redis_url)
+    # Its own client, made as every service makes one (no socket timeout: redis-py's timed
+    # writes can swallow a cancellation on Python 3.11, and this task is cancelled).
+    client = connect(redis_url, "fake-ingest")
     fake = FakeIngest(client)
     task = asyncio.create_task(fake.run())
     try:

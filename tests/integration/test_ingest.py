@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import av
 import cv2
@@ -26,7 +26,7 @@ from ingest.file_source import DecodedFrame, SourceInfo, decode_frames, probe, r
 from ingest.runner import PreparedFrame, StreamRunner
 from ingest.service import serve
 from pitchside import registry
-from pitchside.errors import SourceError, StreamNotFoundError
+from pitchside.errors import NoFramesError, SourceError, StreamNotFoundError
 from pitchside.schema import (
     CONTROL_KEY,
     INGEST_GROUP,
@@ -314,7 +314,10 @@ async def test_loop_publishes_past_the_end_with_increasing_pts_until_stopped(
     wrap_ns = frames[CLIP_FRAMES].pts_ns - frames[CLIP_FRAMES - 1].pts_ns
     assert 20 * MS <= wrap_ns <= 60 * MS, f"the loop jumped {wrap_ns / MS:.1f} ms"
     count = len(frames)
-    await asyncio.sleep(0.3)
+    assert (await ingest.info("loop")).frames == count, "the final count is what was published"
+    # and while another stream then publishes 20 frames, the stopped one publishes none
+    assert (await ingest.start("probe", require_asset(CLIP), Mode.ANALYSE)).ok
+    await ingest.wait_frames("probe", 20)
     assert await ingest.redis.xlen(frames_key("loop")) == count, "published after STOP"
 
 
@@ -453,12 +456,22 @@ async def test_variable_frame_rate_file_is_paced_by_its_timestamps(
 
 
 async def test_watchdog_fails_stream_when_source_stalls(redis: Redis, settings: Settings) -> None:
-    # given a runner whose frames stop coming after the third (its encode stage stalls)
+    # given a runner whose frames stop coming after the third (its encode stage stalls until
+    # the watchdog has fired, so that closing the source never races the stalled thread)
+    fired = threading.Event()
+
     class StallingRunner(StreamRunner):
         def _prepare(self, frame: DecodedFrame) -> PreparedFrame:
             if frame.pts_ns >= 120 * MS:
-                time.sleep(2.0)
+                assert fired.wait(20), "the watchdog never fired"
             return super()._prepare(frame)
+
+        async def _next(self, *args: Any) -> Any:
+            try:
+                return await super()._next(*args)
+            except NoFramesError:
+                fired.set()
+                raise
 
     info = StreamInfo(sid="stall", source=str(CLIP), mode=Mode.ANALYSE)
     runner = StallingRunner(

@@ -27,10 +27,10 @@ import pytest
 from pitchside.supervisor import ChildSpec, RestartPolicy
 from pitchside.up import run_stack
 from tests.conftest import COCO_ONNX, require_asset
+from tests.integration.conftest import START_S
 
 MARK = "PITCHSIDE_TEST_MARK"
 WAIT_S = 30.0
-START_S = 180.0  # model load, three Python services and a redis-server on 2 busy cores
 
 
 def free_port() -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pitchside.bench import _median_round
+from bench import _median_round
 
 
 def test_median_round_is_the_middle_fps_with_every_round_beside_it() -> None:

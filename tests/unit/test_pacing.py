@@ -105,13 +105,6 @@ def test_pacer_restarts_schedule_when_timestamps_are_discontinuous(
     assert pacer.due(next_pts_ns + FRAME, now_ns=3 * MS) == 2 * MS + FRAME, why
 
 
-def test_pacer_reset_anchors_the_next_frame_at_now() -> None:
-    pacer = Pacer()
-    pacer.due(0, now_ns=0)
-    pacer.reset()
-    assert pacer.due(FRAME, now_ns=500 * MS) == 500 * MS
-
-
 def test_pacer_refuses_negative_bounds() -> None:
     with pytest.raises(ValueError, match="max_late_ns"):
         Pacer(max_late_ns=-1)

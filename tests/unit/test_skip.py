@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from workers.skip import entry_order, newest_per_stream
+from pitchside.schema import entry_order
+from workers.skip import newest_per_stream
 
 A, B = b"pitchside:{a}:frames", b"pitchside:{b}:frames"
 

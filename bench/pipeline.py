@@ -35,13 +35,14 @@ from redis.asyncio import Redis
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from bench.common import BenchConfig
+from bench.stats import median, per_second, rate, summary_ms, trend
 from gateway import protocol
-from gateway.__main__ import GRACEFUL_SHUTDOWN_S
-from gateway.app import create_app
+from gateway.__main__ import build_server
 from ingest.service import IngestService
-from pitchside.bench.common import BenchConfig, BenchError
-from pitchside.bench.stats import median, per_second, rate, summary_ms, trend
+from pitchside import redis_client
 from pitchside.embedded_redis import EmbeddedRedis
+from pitchside.errors import BenchError
 from pitchside.schema import Mode
 from pitchside.service import run_async
 from pitchside.settings import Settings
@@ -62,14 +63,6 @@ STAGES = (
 )  # fmt: skip
 
 
-class _Server(uvicorn.Server):
-    """uvicorn without its signal handlers: Ctrl-C stays with the benchmark."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Any:
-        yield
-
-
 @dataclass(slots=True)
 class Stack:
     """The services of one benchmark section, in this process; ``async with`` runs them."""
@@ -82,12 +75,15 @@ class Stack:
     _clients: list[Redis] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _redis: EmbeddedRedis = field(default_factory=EmbeddedRedis)
-    _server: _Server | None = None
+    _server: uvicorn.Server | None = None
 
     async def __aenter__(self) -> Stack:
         url = self._redis.start()  # on the main thread: the server dies with it
         settings = self.settings.replace(redis_url=url)
-        self._clients = [Redis.from_url(url), Redis.from_url(url)]
+        self._clients = [
+            redis_client.connect(url, "bench-ingest"),
+            redis_client.connect(url, "bench-worker"),
+        ]
         ingest = IngestService(settings, self._clients[0], "bench-ingest")
         live, lanes = self.detectors
         self.worker = Worker(settings, self._clients[1], live, "bench-worker", lanes_detector=lanes)
@@ -95,13 +91,7 @@ class Stack:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]
-        self._server = _Server(
-            uvicorn.Config(  # as gateway/__main__.py configures it
-                create_app(settings), log_config=None, proxy_headers=False,
-                ws_per_message_deflate=False, server_header=False,
-                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-            )
-        )  # fmt: skip
+        self._server = build_server(settings)  # listens on sock, given to serve() below
         self._tasks = [
             asyncio.create_task(ingest.run(self._stop), name="bench-ingest"),
             asyncio.create_task(self.worker.run(self._stop), name="bench-worker"),

@@ -1,4 +1,4 @@
-"""(a) The ceiling: bare ``session.run`` on frames decoded and letterboxed beforehand.
+"""(a) The ceiling: the bare engine on frames decoded and letterboxed beforehand.
 
 The clip is decoded exactly as ingest decodes it (``ingest.file_source.decode_frames``) and
 letterboxed exactly as the workers do (``Detector.prepare``: a rectangular input for a model
@@ -6,7 +6,9 @@ with dynamic height and width, the model's fixed shape otherwise). The sessions 
 worker's own (same providers, threads and session options), called as a worker calls them:
 the analyse session by ``lanes`` threads at once (``PITCHSIDE_LANES``), each running batches
 of one back to back, which is the ceiling; the live session (every thread) by one caller,
-whose median is one live frame's inference time. Only ``session.run`` is timed.
+whose median is one live frame's inference time. Only ``Engine.infer`` is timed: for ONNX
+Runtime that is ``session.run`` (the dtype cast and the output conversion are no-ops for
+the float32 models served here).
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from bench.stats import rate, summary_ms
 from ingest.file_source import decode_frames
-from pitchside.bench.common import BenchError
-from pitchside.bench.stats import rate, summary_ms
+from pitchside.errors import BenchError
 from workers.engines import Detector
 
 
@@ -48,25 +50,16 @@ def run_ceiling(
         fps, per-call timings (median is "one frame's inference time" as the worker sees
         it), the input shape.
     """
-    session = getattr(detector.engine, "_session", None)
-    if session is None:
-        raise BenchError("section (a) needs the ONNX Runtime engine (workers.engines.ort)")
-    model_input, model_output = session.get_inputs()[0], session.get_outputs()[0]
-    dtype = np.float16 if model_input.type == "tensor(float16)" else np.float32
+    engine = detector.engine
     # Distinct frames, at most `frames` of them; each (1, 3, H, W) is ready to feed.
-    batches = [
-        detector.prepare([bgr]).batch.astype(dtype, copy=False)
-        for bgr in itertools.islice(clip_frames(clip), frames)
-    ]
+    batches = [detector.prepare([bgr]).batch for bgr in itertools.islice(clip_frames(clip), frames)]
     if not batches:
         raise BenchError(f"{clip} has no frames")
-    feed = [{model_input.name: batch} for batch in batches]
-    names = [model_output.name]
     times_ms: list[float] = []  # list.append is atomic: the callers share it
 
     def call(i: int, timed: bool) -> None:
         t0 = time.perf_counter()
-        session.run(names, feed[i % len(feed)])
+        engine.infer(batches[i % len(batches)])
         if timed:
             times_ms.append((time.perf_counter() - t0) * 1000)
 
@@ -86,6 +79,6 @@ def run_ceiling(
         "median_ms": stats["p50_ms"],
         "lanes": lanes,
         "input_shape": list(batches[0].shape),
-        "providers": list(session.get_providers()),
+        "providers": list(engine.providers),
         "per_frame_ms": [round(t, 2) for t in times_ms],
     }

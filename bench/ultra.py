@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Iterator
 from typing import Any
 
-from pitchside.bench.common import BenchConfig, BenchError
-from pitchside.bench.stats import rate, summary_ms
+from bench.common import BenchConfig
+from bench.stats import rate, summary_ms
+from pitchside.errors import BenchError
 
 SPINNING = "session.intra_op.allow_spinning"
 
@@ -49,7 +49,6 @@ def _ort_threads(threads: int) -> Iterator[list[Any]]:
 
 def run_ultralytics(config: BenchConfig, conf: float, iou: float) -> dict[str, Any]:
     """Iterate over Ultralytics' predictions on the clip; results per second after warm-up."""
-    os.environ.setdefault("YOLO_OFFLINE", "1")  # before the first import: nothing downloaded
     try:
         import torch
         import ultralytics

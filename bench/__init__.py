@@ -2,23 +2,26 @@
 
 Four sections, side by side in one run, on the same clip and the same model:
 
-(a) bare ``onnxruntime`` ``session.run`` on frames decoded and letterboxed beforehand: the
-    ceiling (:mod:`pitchside.bench.ceiling`);
+(a) the bare engine (``onnxruntime``'s ``session.run``) on frames decoded and letterboxed
+    beforehand: the ceiling (:mod:`bench.ceiling`);
 (b) the whole pipeline unpaced (analyse mode), ingest to a WebSocket client, frames per
-    second (:mod:`pitchside.bench.pipeline`);
+    second (:mod:`bench.pipeline`);
 (c) Ultralytics' own streaming loop ``YOLO(model).predict(source=clip, stream=True)``
-    (:mod:`pitchside.bench.ultra`);
+    (:mod:`bench.ultra`);
 (d) live mode, paced at the clip's rate: latency from capture to WebSocket receipt, its
-    percentiles and its trend (:mod:`pitchside.bench.pipeline`).
+    percentiles and its trend (:mod:`bench.pipeline`).
 
 Sections (a), (b) and (c) run ``--rounds`` times, interleaved (a b c a b c ...), and each
 reports its median round: the speed of these shared machines drifts within a minute, and
 interleaving spreads that drift over all three instead of loading it onto one ratio. (d)
 runs once.
 
-It prints one table, says which targets were met (:mod:`pitchside.bench.report`) and
+It prints one table, says which targets were met (:mod:`bench.report`) and
 writes every raw figure to JSON. It is a benchmark, not a test: a missed target still exits
 0; a section that could not run exits 1; a bad option, clip or model exits 2.
+
+The benchmark is an entry point, a top-level package of its own: it may import every
+service (it runs ingest, a worker and the gateway in one process), and nothing imports it.
 """
 
 from __future__ import annotations
@@ -33,13 +36,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pitchside.bench.common import BenchConfig, BenchError
-from pitchside.settings import usable_cores
+from bench.common import BenchConfig
+from pitchside.errors import BenchError, ExitCode, PitchsideError, SettingsError
+from pitchside.settings import Settings, imgsz_arg, usable_cores
 
 if TYPE_CHECKING:  # imported when a run needs them: `pitchside --help` stays light
-    from pitchside.settings import Settings
+    from pitchside.models import ResolvedModel
     from workers.engines import Detector
-    from workers.model_source import ResolvedModel
 
 REPO = Path(__file__).resolve().parents[2]
 CLIP_NAME = "08fd33_4.mp4"
@@ -51,28 +54,27 @@ TITLES = {
     "c": "Ultralytics predict(stream=True)",
     "d": "live mode latency, capture -> WebSocket",
 }
-EXIT_SECTION_FAILED = 1
-EXIT_USAGE = 2
+DEFAULT_ASSETS = REPO.parent / "shared" / "assets"
 
 log = logging.getLogger(__name__)
-
-
-def _assets() -> Path:
-    return Path(os.environ.get("PITCHSIDE_ASSETS") or REPO.parent / "shared" / "assets")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``pitchside bench``."""
     parser.add_argument(
-        "--clip", type=Path,
-        help=f"video to run (default: $PITCHSIDE_ASSETS or ../shared/assets, video/{CLIP_NAME})",
+        "--assets", type=Path, default=DEFAULT_ASSETS,
+        help="the shared test assets, holding video/ and models/ (default: ../shared/assets "
+        "beside the repository)",
     )  # fmt: skip
+    parser.add_argument(
+        "--clip", type=Path, help=f"video to run (default: ASSETS/video/{CLIP_NAME})"
+    )
     parser.add_argument(
         "--model",
         help="ONNX detector, also for (c) (default: PITCHSIDE_MODEL, else "
         "models/pitchside-football.onnx); e.g. ../shared/assets/models/yolov8n_int8.onnx",
     )
-    parser.add_argument("--imgsz", type=int, default=640, help="long side of the input (640)")
+    parser.add_argument("--imgsz", type=imgsz_arg, default=640, help="long side of the input (640)")
     parser.add_argument(
         "--threads", type=int, default=usable_cores(),
         help="inference threads: the worker's (PITCHSIDE_THREADS) in (a), (b), (d), ORT and "
@@ -106,16 +108,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verbose", action="store_true", help="log the services at INFO")
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run the chosen sections, print the table, write the JSON; the exit status."""
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """Run the chosen sections, print the table, write the JSON; the exit status.
+
+    Raises:
+        SettingsError: a bad option, clip or model (exit status 2).
+    """
     load_before = os.getloadavg()
-    try:
-        config, settings, resolved = _configure(args)
-    except BenchError as exc:
-        print(f"pitchside bench: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    from pitchside.bench import report
-    from pitchside.errors import PitchsideError
+    config, settings, resolved = _configure(args, settings)
+    from bench import report
     from pitchside.logs import setup_logging
 
     setup_logging(settings.replace(log_level="INFO" if args.verbose else "WARNING"), "bench")
@@ -126,8 +127,7 @@ def run(args: argparse.Namespace) -> int:
 
         detectors = load_for_worker(resolved, settings)
     except (PitchsideError, ImportError) as exc:
-        print(f"pitchside bench: cannot load the model: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        raise SettingsError(f"cannot load the model: {exc}") from exc
     rounds: dict[str, list[dict[str, Any]]] = {key: [] for key in config.sections}
     for n in range(config.rounds):
         for key in (k for k in config.sections if k in ROUNDED):
@@ -170,56 +170,51 @@ def run(args: argparse.Namespace) -> int:
     )
     report.print_table(header, sections, targets, json_path, sys.stdout)
     failed = any("error" in s for s in sections.values())
-    return EXIT_SECTION_FAILED if failed else 0
+    return ExitCode.FAILED if failed else ExitCode.OK
 
 
-def _configure(args: argparse.Namespace) -> tuple[BenchConfig, Settings, ResolvedModel]:
+def _configure(
+    args: argparse.Namespace, settings: Settings
+) -> tuple[BenchConfig, Settings, ResolvedModel]:
     """Check the options, the clip and the model; the config, settings and resolved model.
 
     Raises:
-        BenchError: with a message a user can act on.
+        SettingsError: with a message a user can act on.
     """
-    from pitchside.errors import PitchsideError
-    from pitchside.settings import Settings
-    from workers.model_source import resolve
+    from pitchside.models import resolve
 
     sections = tuple(s for s in SECTIONS if s in {p.strip() for p in args.only.split(",")})
     unknown = {p.strip() for p in args.only.split(",")} - set(SECTIONS)
     if unknown or not sections:
-        raise BenchError(f"--only takes a comma list of a, b, c, d; got {args.only!r}")
-    if args.imgsz < 32 or args.imgsz % 32:
-        raise BenchError(f"--imgsz must be a positive multiple of 32, got {args.imgsz}")
+        raise SettingsError(f"--only takes a comma list of a, b, c, d; got {args.only!r}")
     for name, value, low in (
         ("--threads", args.threads, 1),
         ("--warmup", args.warmup, 0),
         ("--rounds", args.rounds, 1),
     ):
         if value < low:
-            raise BenchError(f"{name} must be at least {low}, got {value}")
+            raise SettingsError(f"{name} must be at least {low}, got {value}")
     if args.frames is not None and args.frames < 2:
-        raise BenchError(f"--frames must be at least 2, got {args.frames}")
+        raise SettingsError(f"--frames must be at least 2, got {args.frames}")
     if args.live_seconds <= 0 or args.live_warmup < 0:
-        raise BenchError("--live-seconds must be positive and --live-warmup not negative")
-    clip = args.clip or _assets() / "video" / CLIP_NAME
+        raise SettingsError("--live-seconds must be positive and --live-warmup not negative")
+    clip = args.clip or args.assets / "video" / CLIP_NAME
     if not clip.is_file():
-        raise BenchError(
-            f"clip not found: {clip}; give --clip PATH, or put ../shared beside the "
-            "repository, or set PITCHSIDE_ASSETS to the folder holding video/"
+        raise SettingsError(
+            f"clip not found: {clip}; give --clip PATH, or --assets DIR (the folder holding "
+            "video/), or put ../shared beside the repository"
         )
-    try:
-        settings = Settings.from_env().replace(imgsz=args.imgsz, threads=args.threads)
-        if args.model:
-            settings = settings.replace(model=args.model)
-        resolved = resolve(settings.model_uri, settings)
-    except PitchsideError as exc:
-        raise BenchError(str(exc)) from exc
+    settings = settings.replace(imgsz=args.imgsz, threads=args.threads)
+    if args.model:
+        settings = settings.replace(model=args.model)
+    resolved = resolve(settings.model_uri, settings)
     if not resolved.path.is_file():
         hint = "" if (args.model or settings.model) else " (the default detector: train it)"
-        raise BenchError(
+        raise SettingsError(
             f"model not found: {resolved.path}{hint}; give --model PATH or set "
-            f"PITCHSIDE_MODEL, e.g. --model {_assets() / 'models' / 'yolov8n_int8.onnx'}"
+            f"PITCHSIDE_MODEL, e.g. --model {args.assets / 'models' / 'yolov8n_int8.onnx'}"
         )
-    from pitchside.bench.ceiling import count_frames
+    from bench.ceiling import count_frames
 
     frames = args.frames or count_frames(clip)
     config = BenchConfig(
@@ -251,7 +246,7 @@ def _section(
     label: str = "",
 ) -> dict[str, Any]:
     """Run one section; its figures, or ``{"error": ...}`` when it could not run."""
-    from pitchside.bench import ceiling, pipeline, ultra
+    from bench import ceiling, pipeline, ultra
 
     what = {
         "a": f"{config.frames} frames after {config.warmup} warm-up",

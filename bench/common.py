@@ -1,13 +1,9 @@
-"""What every section of the benchmark shares: its configuration and its error."""
+"""What every section of the benchmark shares: its configuration."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-
-
-class BenchError(Exception):
-    """A section cannot run: the message says why, without a traceback."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,51 @@
+"""The one way a pitchside service opens its Redis client.
+
+Every service talks to the bus through :func:`connect`, so timeouts, health checks, retries
+and the client name are the same everywhere:
+
+- no socket read timeout: redis-py 8 defaults ``socket_timeout`` to 5 s, which aborts a
+  ``BLPOP``/``XREAD`` blocking longer (the gateway waits up to ``control_timeout_s`` for
+  ingest), and its timed reads go through ``asyncio.wait_for``, which on Python 3.11 can
+  swallow a task's cancellation. Blocking commands carry their own server-side timeouts;
+  a dead peer is found by the connect timeout, TCP keepalive and the health check instead;
+- a health check (``PING``) on a connection idle for ``HEALTH_CHECK_S`` before it is reused;
+- a few retries with jittered exponential backoff on connection errors and timeouts, so a
+  Redis restart or a failover costs a pause, not a crash;
+- ``CLIENT SETNAME`` with the service instance's name, so ``CLIENT LIST`` says who is who.
+"""
+
+from __future__ import annotations
+
+import re
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+CONNECT_TIMEOUT_S = 5.0
+HEALTH_CHECK_S = 30
+RETRIES = 3
+BACKOFF_BASE_S = 0.05
+BACKOFF_CAP_S = 1.0
+
+_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.:-]")  # CLIENT SETNAME refuses spaces
+
+
+def connect(url: str, client_name: str) -> Redis:
+    """A client on ``url`` (``redis://``, ``rediss://`` or ``unix://``), bytes replies.
+
+    Args:
+        url: the bus; may hold credentials, so it is never logged here.
+        client_name: the service instance, e.g. ``worker-host-1234``.
+    """
+    return Redis.from_url(
+        url,
+        socket_timeout=None,
+        socket_connect_timeout=CONNECT_TIMEOUT_S,
+        health_check_interval=HEALTH_CHECK_S,
+        retry=Retry(ExponentialWithJitterBackoff(BACKOFF_CAP_S, BACKOFF_BASE_S), RETRIES),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        client_name=_NAME_UNSAFE.sub("_", client_name)[:128],
+    )
