@@ -285,10 +285,12 @@ def _section(
 
 
 def _ratios(sections: dict[str, dict[str, Any]]) -> dict[str, float | None]:
-    fps = {k: s.get("fps") for k, s in sections.items() if "error" not in s}
+    fps: dict[str, float] = {
+        k: float(s["fps"]) for k, s in sections.items() if "error" not in s and s.get("fps")
+    }
 
     def ratio(x: str, y: str) -> float | None:
-        return round(fps[x] / fps[y], 3) if fps.get(x) and fps.get(y) else None
+        return round(fps[x] / fps[y], 3) if x in fps and y in fps else None
 
     return {"b_over_a": ratio("b", "a"), "b_over_c": ratio("b", "c")}
 

@@ -23,7 +23,7 @@ import logging
 import socket
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -257,7 +257,7 @@ def _worker_counts(worker: Worker | None) -> dict[str, int]:
             "bad": worker.frames_bad, "batches": worker.batches}  # fmt: skip
 
 
-def _delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+def _delta(after: Mapping[str, float], before: Mapping[str, float]) -> dict[str, float]:
     return {k: v - before.get(k, 0) for k, v in after.items()}
 
 

@@ -40,11 +40,11 @@ def _ort_threads(threads: int) -> Iterator[list[Any]]:
         created.append(made)
         return made
 
-    onnxruntime.InferenceSession = session  # type: ignore[assignment,misc]
+    onnxruntime.InferenceSession = session
     try:
         yield created
     finally:
-        onnxruntime.InferenceSession = original  # type: ignore[misc]
+        onnxruntime.InferenceSession = original
 
 
 def run_ultralytics(config: BenchConfig, conf: float, iou: float) -> dict[str, Any]:

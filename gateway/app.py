@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from http import HTTPStatus
 from pathlib import Path
@@ -102,7 +102,7 @@ def create_app(settings: Settings) -> FastAPI:
 
 
 def problem(
-    status: int, code: str, detail: Any, headers: dict[str, str] | None = None
+    status: int, code: str, detail: Any, headers: Mapping[str, str] | None = None
 ) -> JSONResponse:
     """The one error shape: ``{"error": code, "detail": message}``."""
     return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)

@@ -18,7 +18,7 @@ import random
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -27,6 +27,7 @@ from gateway import protocol
 from gateway.metrics import BAD_MESSAGE, FRAME_TRIMMED, SLOW_CLIENT, STAGE, Metrics
 from pitchside import registry
 from pitchside.errors import SchemaError, StreamNotFoundError
+from pitchside.redis_client import Entry, stream_entries
 from pitchside.schema import (
     DetsMsg,
     FrameMsg,
@@ -234,11 +235,10 @@ class Hub:
                         {dets_key(feed.sid): last_id}, count=XREAD_COUNT, block=block_ms
                     )
                     retries = _backoff()
-                    if reply:
-                        entries = reply[0][1]
+                    if entries := [e for _key, batch in stream_entries(reply) for e in batch]:
                         last_id = entries[-1][0]
                         await self._deliver(feed, entries)
-                    if ended is not None and (not reply or loop.time() > linger_until):
+                    if ended is not None and (not entries or loop.time() > linger_until):
                         self._finish(feed, _state_closing(feed.sid, *ended))
                         return
                 except RedisError as exc:
@@ -257,7 +257,7 @@ class Hub:
             if self._feeds.get(feed.sid) is feed:
                 self._drop_feed(feed)
 
-    async def _deliver(self, feed: _Feed, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+    async def _deliver(self, feed: _Feed, entries: list[Entry]) -> None:
         batch: list[DetsMsg] = []
         for _entry_id, fields in entries:
             try:
@@ -308,7 +308,7 @@ class Hub:
         return Outgoing(text=text, binary=binary)
 
     async def _newest_id(self, sid: str) -> bytes:
-        newest = await self._redis.xrevrange(dets_key(sid), count=1)
+        newest = cast(list[Entry], await self._redis.xrevrange(dets_key(sid), count=1))
         return newest[0][0] if newest else b"0-0"
 
     async def _stream_over(self, sid: str) -> tuple[str, str | None] | None:

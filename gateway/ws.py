@@ -85,9 +85,9 @@ async def _serve(
         ]
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
-            if not task.cancelled() and (exc := task.exception()) is not None:
-                if not _is_disconnect(exc):
-                    log.error("viewer of %s failed", sid, exc_info=exc, extra={"sid": sid})
+            if not task.cancelled() and (failure := task.exception()) is not None:
+                if not _is_disconnect(failure):
+                    log.error("viewer of %s failed", sid, exc_info=failure, extra={"sid": sid})
     except (WebSocketDisconnect, OSError, RuntimeError):
         pass  # gone before the hello: nothing to clean up beyond the finally
     finally:

@@ -19,7 +19,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -192,7 +192,7 @@ def _reason(exc: BaseException) -> str:
 # Decoding
 
 
-def decode_frames(path: Path, *, loop: bool, stop: threading.Event) -> Iterator[DecodedFrame]:
+def decode_frames(path: Path, *, loop: bool, stop: threading.Event) -> Generator[DecodedFrame]:
     """Decode the first video stream of ``path`` (blocking), optionally looping forever.
 
     Timestamps come from ``frame.pts * time_base``; a frame without one gets the previous

@@ -102,14 +102,14 @@ class FramePublisher:
         if self._mode is Mode.ANALYSE and not await self._wait_for_room():
             return None
         frame = dataclasses.replace(frame, ts_publish=now_ns())
-        entry_id: bytes = await self._redis.xadd(
+        entry_id = await self._redis.xadd(
             self._key, frame.to_fields(), maxlen=self._maxlen, approximate=True
         )
         self._ids.append(entry_order(entry_id))
         self._room -= 1
         while len(self._ids) > self._maxlen:
             self._ids.popleft()
-        return entry_id
+        return entry_id if isinstance(entry_id, bytes) else entry_id.encode()
 
     async def backlog(self) -> int:
         """Entries of this stream the workers group has not finished: undelivered + pending.

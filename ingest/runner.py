@@ -14,6 +14,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any, Literal
 
 from redis.asyncio import Redis
 
@@ -172,15 +173,16 @@ class StreamRunner:
     async def _next(
         self,
         source: FileSource[PreparedFrame],
-        stop_wait: asyncio.Future[bool],
+        stop_wait: asyncio.Future[Literal[True]],
         timeout_s: float,
     ) -> PreparedFrame | None | _Stopped:
         """The next frame, None at the end, _STOPPED on stop; NoFramesError on the deadline."""
         if source.ready and not self.stop.is_set():  # the usual case: the decoder is ahead
             return await source.get()
         getter = asyncio.ensure_future(source.get())
+        waiting: set[asyncio.Future[Any]] = {getter, stop_wait}
         done, _ = await asyncio.wait(
-            {getter, stop_wait}, timeout=max(timeout_s, 0.0), return_when=asyncio.FIRST_COMPLETED
+            waiting, timeout=max(timeout_s, 0.0), return_when=asyncio.FIRST_COMPLETED
         )
         if getter in done:
             return getter.result()

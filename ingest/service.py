@@ -31,7 +31,7 @@ from pitchside.errors import (
 )
 from pitchside.heartbeat import Heartbeat
 from pitchside.redact import redact_url
-from pitchside.redis_client import connect
+from pitchside.redis_client import connect, stream_entries
 from pitchside.schema import (
     CONTROL_KEY,
     INGEST_GROUP,
@@ -126,7 +126,7 @@ class IngestService:
             log.warning("control stream or group vanished; creating it again")
             await self._ensure_group()
             return []
-        return [entry for _key, entries in reply or [] for entry in entries]
+        return [entry for _key, entries in stream_entries(reply) for entry in entries]
 
     async def _handle(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
         request_id = _request_id(fields)

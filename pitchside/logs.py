@@ -41,5 +41,5 @@ def setup_logging(settings: Settings, service: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)
-    for noisy in ("uvicorn.access", "aiortc", "aioice", "httpx"):
+    for noisy in ("uvicorn.access", "httpx"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

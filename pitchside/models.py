@@ -88,7 +88,8 @@ def tracking_store(settings: Settings, experiment: str | None = None) -> ModuleT
                 location = (settings.data_dir / "mlartifacts").resolve().as_uri()
             mlflow.create_experiment(experiment, artifact_location=location)
         mlflow.set_experiment(experiment)
-    return mlflow
+    module: ModuleType = mlflow  # untyped to the checker: its stubs are not analysed
+    return module
 
 
 def resolve(uri: str, settings: Settings) -> ResolvedModel:

@@ -17,12 +17,16 @@ and the client name are the same everywhere:
 from __future__ import annotations
 
 import re
+from typing import cast
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+#: One stream entry as a bytes client returns it from XRANGE/XREAD/XREADGROUP: (id, fields).
+Entry = tuple[bytes, dict[bytes, bytes]]
 
 CONNECT_TIMEOUT_S = 5.0
 HEALTH_CHECK_S = 30
@@ -49,3 +53,14 @@ def connect(url: str, client_name: str) -> Redis:
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
         client_name=_NAME_UNSAFE.sub("_", client_name)[:128],
     )
+
+
+def stream_entries(reply: object) -> list[tuple[bytes, list[Entry]]]:
+    """An XREAD/XREADGROUP reply of a bytes client as ``[(key, [(id, fields), ...]), ...]``.
+
+    redis-py annotates the reply as a union of every protocol's shape; with RESP2 (the
+    default) it is a list of pairs, and with RESP3 a dict: both come out as the list.
+    """
+    if isinstance(reply, dict):
+        return cast(list[tuple[bytes, list[Entry]]], list(reply.items()))
+    return cast(list[tuple[bytes, list[Entry]]], reply or [])

@@ -28,9 +28,14 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from redis.typing import EncodableT, FieldT
+
 from pitchside.errors import InvalidRequestError, SchemaError
 
 SCHEMA_VERSION = 1
+
+#: A message's fields as XADD takes them (redis-py's own types, so no cast is needed).
+Fields = dict[FieldT, EncodableT]
 PREFIX = "pitchside"
 
 STREAMS_KEY = f"{PREFIX}:streams"
@@ -202,7 +207,7 @@ class FrameMsg:
     h: int
     img: bytes  # JPEG
 
-    def to_fields(self) -> dict[str, bytes | int]:
+    def to_fields(self) -> Fields:
         return {
             "v": SCHEMA_VERSION,
             "seq": self.seq,
@@ -274,7 +279,7 @@ class DetsMsg:
     worker: str = ""
     batch: int = 1  # frames in the inference batch this frame was part of
 
-    def to_fields(self) -> dict[str, bytes | int | str]:
+    def to_fields(self) -> Fields:
         return {
             "v": SCHEMA_VERSION,
             "seq": self.seq,
@@ -325,7 +330,7 @@ class ControlMsg:
     mode: Mode = Mode.LIVE
     loop: bool = False
 
-    def to_fields(self) -> dict[str, str | int]:
+    def to_fields(self) -> Fields:
         return {
             "v": SCHEMA_VERSION,
             "cmd": self.cmd.value,

@@ -91,7 +91,7 @@ class RestartPolicy:
 
     def delay(self, recent_restarts: int) -> float:
         """Backoff before the next restart, given the restarts already made in the window."""
-        return min(self.backoff_initial_s * 2**recent_restarts, self.backoff_max_s)
+        return min(self.backoff_initial_s * 2.0**recent_restarts, self.backoff_max_s)
 
 
 class ChildState(enum.StrEnum):

@@ -24,20 +24,33 @@ def script(code: str) -> tuple[str, ...]:
 
 
 def sleeper(marker: Path, name: str) -> tuple[str, ...]:
-    """A child that appends ``name`` to ``marker`` when it gets SIGTERM, then exits 0."""
+    """A child that appends ``name`` to ``marker`` when it gets SIGTERM, then exits 0.
+
+    Once its handler is in place it says "ready" on stderr and creates ``<marker>.<name>``.
+    """
+    ready = f"{marker}.{name}"
     return script(
         f"""
-        import signal, sys, time
+        import pathlib, signal, sys, time
         def bye(*_):
             with open({str(marker)!r}, "a") as f:
                 f.write({name!r} + "\\n")
             sys.exit(0)
         signal.signal(signal.SIGTERM, bye)
+        pathlib.Path({ready!r}).touch()
         print("ready", file=sys.stderr, flush=True)
         while True:
             time.sleep(1)
         """
     )
+
+
+async def wait_for_file(path: Path) -> None:
+    async def appears() -> None:
+        while not path.exists():
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(appears(), WAIT_S)
 
 
 def pid_alive(pid: int) -> bool:
@@ -162,6 +175,7 @@ async def test_supervisor_reports_a_required_child_that_exits_2_without_restarti
         assert sup.failure.message == "worker cannot run: model /x.onnx does not exist"
         assert sup.child("worker-1").state == ChildState.FAILED
         assert sup.child("worker-1").runs == 1
+        await wait_for_file(Path(f"{marker}.healthy"))  # its SIGTERM handler is in place
     finally:
         # and stopping `up`-style stops the rest
         await asyncio.wait_for(sup.stop(), WAIT_S)

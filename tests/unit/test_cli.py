@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from pitchside import cli
+from pitchside.settings import Settings
 
 HEAVY = ("mlflow", "torch", "ultralytics", "onnxruntime", "cv2", "av", "fastapi", "uvicorn")
 
@@ -81,10 +82,16 @@ def fake_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "fakecmd_ok.py").write_text(
         textwrap.dedent(
             """
+            from pitchside.errors import ModelError, SchemaError
             def add_arguments(parser):
                 parser.add_argument("--times", type=int, default=1)
-            def run(args):
-                print("ran", args.times)
+                parser.add_argument("--fail", choices=("user", "runtime"))
+            def run(args, settings):
+                if args.fail == "user":
+                    raise ModelError("model file '/nope.onnx' does not exist")
+                if args.fail == "runtime":
+                    raise SchemaError("frames message is v9, this build reads v1")
+                print("ran", args.times, "port", settings.port)
                 return 7
             """
         )
@@ -106,10 +113,52 @@ def fake_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_command_runs_with_its_own_arguments_and_returns_its_status(
-    fake_commands: Path, capsys: pytest.CaptureFixture[str]
+    fake_commands: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # given a setting in the environment
+    monkeypatch.setenv("PITCHSIDE_PORT", "8123")
+    # when a command runs, it gets its arguments and the settings read once by the CLI
     assert cli.main(["ok", "--times", "3"]) == 7
-    assert capsys.readouterr().out == "ran 3\n"
+    assert capsys.readouterr().out == "ran 3 port 8123\n"
+
+
+def test_a_bad_setting_is_one_line_naming_the_variable_and_exit_2(
+    fake_commands: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a variable with a value pitchside cannot use
+    monkeypatch.setenv("PITCHSIDE_BATCH", "lots")
+    # when any command starts
+    code = cli.main(["ok"])
+    # then it does not run: one line names the variable and the value, exit status 2
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == ""
+    assert captured.err == "pitchside ok: PITCHSIDE_BATCH must be an integer, got 'lots'\n"
+
+
+@pytest.mark.parametrize(("fail", "status"), [("user", 2), ("runtime", 1)])
+def test_an_error_from_a_command_is_one_line_with_its_exit_status(
+    fake_commands: Path, capsys: pytest.CaptureFixture[str], fail: str, status: int
+) -> None:
+    # when a command raises an error of the hierarchy
+    code = cli.main(["ok", "--fail", fail])
+    # then the user sees one line, never a traceback, and the error's own exit status
+    err = capsys.readouterr().err
+    assert code == status
+    assert err.count("\n") == 1 and err.startswith("pitchside ok: ")
+    assert "Traceback" not in err
+
+
+def test_prepare_environ_keeps_ultralytics_offline_and_private(tmp_path: Path) -> None:
+    # given an environment without Ultralytics' variables, and one where the user set them
+    settings = Settings.from_env({"PITCHSIDE_DATA_DIR": str(tmp_path)})
+    fresh: dict[str, str] = {}
+    chosen = {"YOLO_OFFLINE": "0", "YOLO_CONFIG_DIR": "/elsewhere"}
+    # when the CLI prepares them
+    cli.prepare_environ(fresh, settings)
+    cli.prepare_environ(chosen, settings)
+    # then nothing is downloaded and its settings live in the data folder, unless set
+    assert fresh == {"YOLO_OFFLINE": "1", "YOLO_CONFIG_DIR": str(tmp_path / "ultralytics")}
+    assert chosen == {"YOLO_OFFLINE": "0", "YOLO_CONFIG_DIR": "/elsewhere"}
 
 
 @pytest.mark.parametrize(
