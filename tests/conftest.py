@@ -25,6 +25,7 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 # nothing downloaded, and its settings file in a private folder rather than the user's.
 os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="pitchside-tests-yolo-"))
+os.environ.setdefault("MPLCONFIGDIR", tempfile.mkdtemp(prefix="pitchside-tests-mpl-"))  # curves
 
 
 def require_asset(path: Path) -> Path:

@@ -3,6 +3,9 @@
 Ultralytics writes ``labels.cache`` next to a data set's ``labels/`` folders. Training never
 writes into the user's data set: :func:`stage` builds a scratch tree of symbolic links (one per
 file, so the cache lands in the scratch tree) and a ``data.yaml`` with absolute paths.
+
+Whatever is wrong with a data set itself (a missing file or folder, bad YAML, a split that is
+absent or empty) raises :class:`~pitchside.errors.DatasetError` naming the file and the fault.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from pitchside.errors import InvalidRequestError
+from pitchside.errors import DatasetError
 
 SPLITS = ("train", "val", "test")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
@@ -28,11 +31,30 @@ class DataSet:
     splits: dict[str, Path]  # split -> images folder
 
     def images(self, split: str) -> list[Path]:
+        """The image files of ``split``, sorted (possibly none).
+
+        Raises:
+            DatasetError: the data set has no such split.
+        """
         if split not in self.splits:
-            raise InvalidRequestError(f"data set {self.yaml_path} has no {split!r} split")
+            raise DatasetError(f"data set {self.yaml_path} has no {split!r} split")
         return sorted(
             p for p in self.splits[split].rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES
         )
+
+    def require_images(self, split: str) -> list[Path]:
+        """The image files of ``split``, of which there must be at least one.
+
+        Raises:
+            DatasetError: the data set has no such split, or no images in it.
+        """
+        images = self.images(split)
+        if not images:
+            raise DatasetError(
+                f"data set {self.yaml_path} has no images in its {split!r} split "
+                f"({self.splits[split]})"
+            )
+        return images
 
     @staticmethod
     def label_for(image: Path) -> Path:
@@ -44,35 +66,68 @@ class DataSet:
 
 
 def load(data_yaml: Path) -> DataSet:
-    """Parse ``data_yaml``; raise InvalidRequestError with the reason when it is unusable."""
+    """Parse ``data_yaml``, a YOLO-format data set description.
+
+    Raises:
+        DatasetError: the file is missing or unreadable, not YAML, its ``names`` are not a
+            list or an index-to-name mapping, or a split folder it names does not exist;
+            ``train`` and ``val`` are required.
+    """
     data_yaml = data_yaml.resolve()
+    if data_yaml.is_dir():
+        raise DatasetError(f"{data_yaml} is a folder; give the data set's data.yaml file")
     if not data_yaml.is_file():
-        raise InvalidRequestError(f"no data set file at {data_yaml}")
+        raise DatasetError(f"no data set file at {data_yaml}")
     try:
         doc = yaml.safe_load(data_yaml.read_text())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"cannot read the data set file {data_yaml}: {exc}") from exc
     except yaml.YAMLError as exc:
-        raise InvalidRequestError(f"{data_yaml} is not valid YAML: {exc}") from exc
+        raise DatasetError(f"{data_yaml} is not valid YAML: {exc}") from exc
     if not isinstance(doc, dict) or "names" not in doc:
-        raise InvalidRequestError(f"{data_yaml} must be a mapping with 'names' and split paths")
-    raw_names = doc["names"]
-    names = dict(enumerate(raw_names)) if isinstance(raw_names, list) else dict(raw_names)
-    root = Path(doc.get("path") or ".")
+        raise DatasetError(f"{data_yaml} must be a mapping with 'names' and split paths")
+    names = _class_names(data_yaml, doc["names"])
+    raw_root = doc.get("path") or "."
+    if not isinstance(raw_root, str):
+        raise DatasetError(f"{data_yaml}: 'path' must be a folder, got {raw_root!r}")
+    root = Path(raw_root)
     if not root.is_absolute():  # relative to the file, as Ultralytics reads it
         root = data_yaml.parent / root
     splits = {}
     for split in SPLITS:
-        if doc.get(split):
-            folder = (root / doc[split]).resolve()
-            if not folder.is_dir():
-                raise InvalidRequestError(f"{data_yaml}: {split} folder {folder} does not exist")
-            splits[split] = folder
+        entry = doc.get(split)
+        if not entry:
+            continue
+        if not isinstance(entry, str):  # Ultralytics also takes lists and .txt files; not here
+            raise DatasetError(f"{data_yaml}: {split!r} must name one image folder, got {entry!r}")
+        folder = (root / entry).resolve()
+        if not folder.is_dir():
+            raise DatasetError(f"{data_yaml}: {split} folder {folder} does not exist")
+        splits[split] = folder
     if "train" not in splits or "val" not in splits:
-        raise InvalidRequestError(f"{data_yaml} needs at least 'train' and 'val' splits")
-    return DataSet(
-        yaml_path=data_yaml.resolve(),
-        names={int(k): str(v) for k, v in names.items()},
-        splits=splits,
-    )
+        raise DatasetError(f"{data_yaml} needs at least 'train' and 'val' splits")
+    return DataSet(yaml_path=data_yaml, names=names, splits=splits)
+
+
+def _class_names(data_yaml: Path, raw: object) -> dict[int, str]:
+    """``names`` of a data.yaml (a list, or a mapping of class index to name) as a dict."""
+    items: list[tuple[object, object]]
+    if isinstance(raw, list):
+        items = list(enumerate(raw))
+    elif isinstance(raw, dict):
+        items = list(raw.items())
+    else:
+        items = []
+    try:
+        names = {int(str(k)): str(v) for k, v in items}
+    except ValueError:
+        names = {}
+    if not names:
+        raise DatasetError(
+            f"{data_yaml}: 'names' must be a non-empty list of class names or a mapping of "
+            f"class index to name, got {raw!r}"
+        )
+    return names
 
 
 def fingerprint(ds: DataSet, splits: tuple[str, ...] = SPLITS) -> str:

@@ -9,7 +9,6 @@ NMS IoU 0.7, 300 boxes), so their figures are comparable.
 
 from __future__ import annotations
 
-import json
 import logging
 import statistics
 import time
@@ -21,7 +20,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from pitchside.errors import InvalidRequestError, ModelError
+from pitchside.errors import DatasetError, ModelError
 from pitchside.settings import Settings
 from training import dataset
 
@@ -102,10 +101,13 @@ def onnx_predictor(
 
 def pt_predictor(weights: Path, settings: Settings, imgsz: int) -> tuple[Predict, dict[int, str]]:
     """Predict with Ultralytics on a ``.pt`` checkpoint at validation thresholds."""
-    from training.ultra import import_ultralytics
+    from training.ultra import error_text, import_ultralytics
 
-    ultralytics = import_ultralytics(settings.data_dir / "ultralytics")
-    model = ultralytics.YOLO(str(weights))
+    ultralytics = import_ultralytics(settings)
+    try:
+        model = ultralytics.YOLO(str(weights))
+    except Exception as exc:  # torch and Ultralytics raise whatever their loaders raise
+        raise ModelError(f"Ultralytics cannot load {weights}: {error_text(exc)}") from exc
 
     def predict(images: list[np.ndarray]) -> list[np.ndarray]:
         results = model.predict(images, conf=VAL_CONF, iou=VAL_IOU, imgsz=imgsz, max_det=300,
@@ -115,20 +117,47 @@ def pt_predictor(weights: Path, settings: Settings, imgsz: int) -> tuple[Predict
     return predict, {int(k): str(v) for k, v in model.names.items()}
 
 
-def predictor_for(model: Path, settings: Settings, imgsz: int) -> tuple[Predict, dict[int, str]]:
+def check_model_file(model: Path) -> None:
+    """Fail now, before minutes of work, when ``model`` is not a file to evaluate.
+
+    Raises:
+        ModelError: nothing at ``model``, or a folder.
+    """
     if not model.exists():
         raise ModelError(f"no model at {model}")
+    if not model.is_file():
+        raise ModelError(f"{model} is a folder, not a model file (.onnx or .pt)")
+
+
+def predictor_for(model: Path, settings: Settings, imgsz: int) -> tuple[Predict, dict[int, str]]:
+    """The serving engine for an ONNX file, Ultralytics for a ``.pt`` checkpoint.
+
+    Raises:
+        ModelError: the model is missing or cannot be loaded.
+    """
+    check_model_file(model)
     if model.suffix == ".pt":
         return pt_predictor(model, settings, imgsz)
     return onnx_predictor(model, settings, imgsz)
 
 
 def load_labels(label_file: Path, width: int, height: int) -> np.ndarray:
-    """YOLO label file -> (N, 5) array of class, x1, y1, x2, y2 in pixels."""
+    """YOLO label file -> (N, 5) array of class, x1, y1, x2, y2 in pixels.
+
+    Raises:
+        DatasetError: a row is not ``class cx cy w h`` (five numbers).
+    """
     if not label_file.exists():
         return np.zeros((0, 5))
     rows = [line.split() for line in label_file.read_text().splitlines() if line.strip()]
-    data = np.asarray(rows, dtype=np.float64).reshape(-1, 5)
+    try:
+        if any(len(row) != 5 for row in rows):  # polygons (segmentation labels) have more
+            raise ValueError("a row has more or fewer than five values")
+        data = np.asarray(rows, dtype=np.float64).reshape(-1, 5)
+    except ValueError as exc:
+        raise DatasetError(
+            f"{label_file} is not a YOLO detection label file (class cx cy w h per line): {exc}"
+        ) from exc
     cls, cx, cy, w, h = data.T
     return np.stack(
         [
@@ -149,7 +178,8 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     inter = np.clip(rb - lt, 0, None).prod(axis=2)
     area_a = (a[:, 2:] - a[:, :2]).prod(axis=1)
     area_b = (b[:, 2:] - b[:, :2]).prod(axis=1)
-    return inter / (area_a[:, None] + area_b[None, :] - inter + 1e-9)
+    iou: np.ndarray = inter / (area_a[:, None] + area_b[None, :] - inter + 1e-9)
+    return iou
 
 
 def match_predictions(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
@@ -215,14 +245,13 @@ def evaluate(
 
     Raises:
         ModelError: the model is missing or its classes differ from the data set's.
-        InvalidRequestError: the split is missing or empty.
+        DatasetError: the data set is unusable, its split is missing or empty, or an image
+            cannot be read.
     """
     from ultralytics.utils.metrics import ap_per_class
 
     ds = dataset.load(data_yaml)
-    images = ds.images(split)
-    if not images:
-        raise InvalidRequestError(f"split {split!r} of {data_yaml} has no images")
+    images = ds.require_images(split)
     predict, names = predictor or predictor_for(model, settings, imgsz)
     if sorted(names.values()) != sorted(ds.names.values()) or names != ds.names:
         raise ModelError(
@@ -236,7 +265,7 @@ def evaluate(
     for image_path in images:
         image = cv2.imread(str(image_path))
         if image is None:
-            raise InvalidRequestError(f"{image_path} is not a readable image")
+            raise DatasetError(f"{image_path} is not a readable image")
         gt = load_labels(ds.label_for(image_path), image.shape[1], image.shape[0])
         start = time.perf_counter()
         pred = predict([image])[0]
@@ -283,8 +312,3 @@ def format_table(results: Sequence[EvalResult]) -> str:
         lines.append(f"  {'all':<12}{'':>7}{res.precision:>8.3f}{res.recall:>8.3f}"
                      f"{res.map50:>8.3f}{res.map50_95:>9.3f}")  # fmt: skip
     return "\n".join(lines)
-
-
-def save(result: EvalResult, path: Path) -> Path:
-    path.write_text(json.dumps(result.to_dict(), indent=2))
-    return path

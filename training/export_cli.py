@@ -19,15 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pitchside.errors import InvalidRequestError, ModelError, PitchsideError
-from pitchside.logs import setup_logging
-from pitchside.settings import Settings
+from pitchside.errors import DatasetError, ModelError, SettingsError
+from pitchside.settings import Settings, imgsz_arg
 
 if TYPE_CHECKING:
     from training.evaluate import EvalResult
@@ -40,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("weights", type=Path, help="Ultralytics YOLO detection checkpoint (.pt)")
     parser.add_argument(
         "--imgsz",
-        type=int,
+        type=imgsz_arg,
         default=640,
         help="long side of the network input the workers will use (export, calibration and "
         "evaluation size; a multiple of 32)",
@@ -79,19 +77,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     evaluation.add_argument("--json", type=Path, default=None, help="write a summary here (JSON)")
 
 
-def run(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
-    setup_logging(settings, "export")
-    try:
-        return _run(args, settings)
-    except PitchsideError as exc:
-        print(f"pitchside export: {exc}", file=sys.stderr)
-        return 1
-
-
-def _run(args: argparse.Namespace, settings: Settings) -> int:
+def run(args: argparse.Namespace, settings: Settings) -> int:
     from training import dataset
     from training.evaluate import evaluate, format_table
+    from training.options import check_output_file
     from training.quantize import quantize_int8, select_images
 
     # Everything a user can get wrong is checked before the minutes of export and calibration.
@@ -100,22 +89,23 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         raise ModelError(f"no checkpoint at {weights}")
     if weights.suffix != ".pt":
         raise ModelError(f"{weights} is not an Ultralytics checkpoint (.pt)")
-    if args.imgsz < 32 or args.imgsz % 32:
-        raise InvalidRequestError(f"--imgsz must be a positive multiple of 32, got {args.imgsz}")
     if args.calib is not None and not args.int8:
-        raise InvalidRequestError("--calib is only used with --int8")
+        raise SettingsError("--calib is only used with --int8")
     calib: list[Path] = []
     if args.int8:
         if args.calib is None:
-            raise InvalidRequestError(
+            raise SettingsError(
                 "--int8 needs --calib: a folder of images or a data.yaml whose "
                 "--calib-split images are like those the model will serve"
             )
         if args.calib_max < 1:
-            raise InvalidRequestError(f"--calib-max must be at least 1, got {args.calib_max}")
+            raise SettingsError(f"--calib-max must be at least 1, got {args.calib_max}")
         calib = select_images(calibration_images(args.calib, args.calib_split), args.calib_max)
     if args.evaluate is not None:
-        dataset.load(args.evaluate).images(args.split)  # a missing split fails now, not later
+        dataset.load(args.evaluate).require_images(args.split)  # fails now, not after export
+    check_output_file(args.json, "--json")
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise SettingsError(f"--out {args.out} is a file; give a folder for the .onnx files")
     out_dir: Path = args.out or weights.parent
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -151,7 +141,7 @@ def calibration_images(source: Path, split: str = "train") -> list[Path]:
     """The images under a folder, or those of ``split`` of a data.yaml.
 
     Raises:
-        InvalidRequestError: the source does not exist, or the data set lacks the split.
+        DatasetError: the source does not exist, or the data set lacks the split.
     """
     from training import dataset
     from training.quantize import image_files
@@ -160,7 +150,7 @@ def calibration_images(source: Path, split: str = "train") -> list[Path]:
         return dataset.load(source).images(split)
     if source.is_dir():
         return image_files([source])
-    raise InvalidRequestError(
+    raise DatasetError(
         f"--calib {source} is neither a folder of images nor a data set's .yaml file"
     )
 
@@ -172,9 +162,9 @@ def export(weights: Path, imgsz: int, out_dir: Path, settings: Settings) -> Path
     lets that work from a read-only folder and keeps the source folder untouched.
     """
     from training.train import export_onnx
-    from training.ultra import import_ultralytics
+    from training.ultra import error_text, import_ultralytics
 
-    ultralytics = import_ultralytics(settings.data_dir / "ultralytics")
+    ultralytics = import_ultralytics(settings)
     dest = out_dir / f"{weights.stem}.onnx"
     with tempfile.TemporaryDirectory(prefix="pitchside-export-") as tmp:
         staged = Path(tmp) / weights.name
@@ -182,7 +172,7 @@ def export(weights: Path, imgsz: int, out_dir: Path, settings: Settings) -> Path
         try:
             exported = export_onnx(ultralytics, staged, imgsz)
         except Exception as exc:  # Ultralytics raises whatever its loaders raise
-            raise ModelError(f"Ultralytics could not export {weights}: {exc}") from exc
+            raise ModelError(f"Ultralytics could not export {weights}: {error_text(exc)}") from exc
         shutil.move(str(exported), str(dest))
     return dest
 
@@ -215,9 +205,3 @@ def compare_table(
 
 def _mb(path: Path) -> float:
     return path.stat().st_size / 1e6
-
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="pitchside export", description=__doc__)
-    add_arguments(parser)
-    raise SystemExit(run(parser.parse_args()))

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pitchside.logs import setup_logging
-from pitchside.settings import Settings
+from pitchside.settings import Settings, imgsz_arg
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,16 +16,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     promote.add_argument("--data", type=Path, required=True, help="data.yaml of the data set")
     promote.add_argument("--onnx", type=Path, required=True, help="the run's exported ONNX")
     promote.add_argument("--split", default="test", choices=("val", "test"))
-    promote.add_argument("--imgsz", type=int, default=640)
+    promote.add_argument("--imgsz", type=imgsz_arg, default=640)
     promote.add_argument("--max-class-drop", type=float, default=0.02)
 
 
-def run(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
-    setup_logging(settings, "models")
+def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "promote":
+        from training import dataset
         from training.promote import promote
 
+        dataset.load(args.data).require_images(args.split)  # before the registry is opened
         outcome = promote(args.run_id, args.onnx, args.data, settings, split=args.split,
                           imgsz=args.imgsz, max_class_drop=args.max_class_drop)  # fmt: skip
         print("\n".join(outcome.decision.reasons))
@@ -38,9 +37,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def list_versions(settings: Settings) -> str:
-    from training.tracking import REGISTERED_MODEL, mlflow_client
+    """One line per registered version: its aliases, test scores and run."""
+    from pitchside.models import tracking_store
+    from training.tracking import EXPERIMENT, REGISTERED_MODEL
 
-    mlflow = mlflow_client(settings)
+    mlflow = tracking_store(settings, EXPERIMENT)
     client = mlflow.MlflowClient()
     versions = client.search_model_versions(f"name='{REGISTERED_MODEL}'")
     if not versions:

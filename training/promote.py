@@ -13,19 +13,17 @@ import logging
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import ModuleType
 
-from pitchside.errors import PitchsideError
+from pitchside.errors import EvaluationError, InvalidRequestError, ModelNotFoundError
+from pitchside.models import ResolvedModel, registry_uri, resolve, tracking_store
 from pitchside.settings import Settings
-from training.evaluate import EvalResult, evaluate, format_table
-from training.tracking import CHAMPION, REGISTERED_MODEL, mlflow_client, register_artifact
+from training.evaluate import EvalResult, check_model_file, evaluate, format_table
+from training.tracking import CHAMPION, EXPERIMENT, REGISTERED_MODEL, register_artifact
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_CLASS_DROP = 0.02
-
-
-class EvaluationError(PitchsideError):
-    code = "evaluation_mismatch"
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,20 +81,37 @@ class PromotionOutcome:
     champion: EvalResult | None
 
 
-def champion_model_file(settings: Settings) -> tuple[str, Path] | None:
-    """(version, local ONNX path) of the current champion, downloaded; None if there is none."""
-    mlflow = mlflow_client(settings)
+def champion_model_file(settings: Settings) -> ResolvedModel | None:
+    """The current champion, its ONNX file downloaded; None when no version has the alias.
+
+    Raises:
+        ModelError: the champion version has no ONNX artifact or cannot be downloaded.
+    """
+    try:
+        return resolve(registry_uri(REGISTERED_MODEL, CHAMPION), settings)
+    except ModelNotFoundError:
+        return None
+
+
+def check_run_artifact(mlflow: ModuleType, run_id: str, artifact: str) -> None:
+    """Fail unless run ``run_id`` exists and logged ``artifact``: the registered version's
+    source is that artifact, and workers serve what the source holds.
+
+    Raises:
+        InvalidRequestError: no such run, or it has no such artifact.
+    """
     client = mlflow.MlflowClient()
     try:
-        version = client.get_model_version_by_alias(REGISTERED_MODEL, CHAMPION)
-    except mlflow.exceptions.MlflowException:
-        return None
-    dest = settings.data_dir / "models" / f"{REGISTERED_MODEL}-v{version.version}"
-    local = Path(
-        mlflow.artifacts.download_artifacts(artifact_uri=version.source, dst_path=str(dest))
-    )
-    onnx = local if local.suffix == ".onnx" else next(local.rglob("*.onnx"))
-    return str(version.version), onnx
+        client.get_run(run_id)
+    except mlflow.exceptions.MlflowException as exc:
+        raise InvalidRequestError(f"cannot read MLflow run {run_id!r}: {exc}") from exc
+    folder = artifact.rpartition("/")[0] or None
+    logged = {f.path for f in client.list_artifacts(run_id, folder)}
+    if artifact not in logged:
+        raise InvalidRequestError(
+            f"run {run_id} has no artifact {artifact} (it logged {sorted(logged) or 'none'}); "
+            "promote the ONNX export that run logged"
+        )
 
 
 def promote(
@@ -108,14 +123,24 @@ def promote(
     imgsz: int = 640,
     max_class_drop: float = DEFAULT_MAX_CLASS_DROP,
 ) -> PromotionOutcome:
-    """Evaluate, register and maybe promote the candidate ONNX logged by run ``run_id``."""
-    mlflow = mlflow_client(settings)
+    """Evaluate, register and maybe promote the candidate ONNX logged by run ``run_id``.
+
+    Raises:
+        ModelError: the candidate is missing or unusable, or the champion cannot be fetched.
+        DatasetError: the data set or its ``split`` is unusable.
+        EvaluationError: candidate and champion were scored on different splits.
+        InvalidRequestError: run ``run_id`` does not exist or did not log the candidate.
+    """
+    check_model_file(candidate_onnx)  # before the registry is opened (~2 s to import MLflow)
+    mlflow = tracking_store(settings, EXPERIMENT)
     client = mlflow.MlflowClient()
+    artifact = f"weights/{candidate_onnx.name}"
+    check_run_artifact(mlflow, run_id, artifact)  # before the minutes of evaluation
     cand = evaluate(candidate_onnx, data_yaml, settings, split=split, imgsz=imgsz)
     current = champion_model_file(settings)
     champ = None
     if current is not None:
-        champ = evaluate(current[1], data_yaml, settings, split=split, imgsz=imgsz)
+        champ = evaluate(current.path, data_yaml, settings, split=split, imgsz=imgsz)
     decision = decide(cand, champ, max_class_drop)
     log.info("%s\n%s", format_table([r for r in (cand, champ) if r]), "\n".join(decision.reasons))
 
@@ -127,18 +152,19 @@ def promote(
             report = Path(tmp) / "promotion.json"
             report.write_text(json.dumps({
                 "decision": asdict(decision),
-                "champion_version": current[0] if current else None,
+                "champion_version": current.version if current else None,
                 "candidate": cand.to_dict(),
                 "champion": champ.to_dict() if champ else None,
             }, indent=2))  # fmt: skip
             mlflow.log_artifact(str(report), artifact_path="promotion")
         mlflow.set_tag("promoted", str(decision.promote).lower())
 
-    version = register_artifact(mlflow, run_id, f"weights/{candidate_onnx.name}")
+    version = register_artifact(mlflow, run_id, artifact)
     for key, value in cand.flat_metrics(f"{split}/").items():
         client.set_model_version_tag(REGISTERED_MODEL, version, key, f"{value:.4f}")
     client.set_model_version_tag(REGISTERED_MODEL, version, "split_sha256", cand.split_sha256)
     if decision.promote:
         client.set_registered_model_alias(REGISTERED_MODEL, CHAMPION, version)
         log.info("version %s of %s is the new champion", version, REGISTERED_MODEL)
-    return PromotionOutcome(decision, str(version), current[0] if current else None, cand, champ)
+    champion_version = current.version if current else None
+    return PromotionOutcome(decision, str(version), champion_version, cand, champ)

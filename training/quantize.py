@@ -18,9 +18,9 @@ training job:
     int8, head's last convs quantized too            0.623    0.304        35
     int8, decoding tail quantized too          no detections left (tried at imgsz 320)
 
-- **Calibration input is the serving input.** Each image is letterboxed by
-  :mod:`workers.preprocess` at the rectangular size a worker feeds
-  (:func:`workers.preprocess.input_hw_for`: 1920x1080 at imgsz 640 is 384x640), grey
+- **Calibration input is the serving input.** Each image is letterboxed by the serving
+  engine's :func:`workers.engines.fill_batch` at the rectangular size a worker feeds
+  (:func:`workers.engines.input_hw_for`: 1920x1080 at imgsz 640 is 384x640), grey
   padding included, one image per batch for a dynamic-batch model.
 - **QDQ, per-channel symmetric INT8 weights, asymmetric UINT8 activations (U8S8).** QDQ is
   the format the ONNX Runtime CPU kernels are optimised for. UINT8 activations are what ONNX
@@ -56,11 +56,16 @@ from typing import Any
 
 import cv2
 import numpy as np
-from onnxruntime.quantization import CalibrationDataReader
 
 from pitchside.errors import InvalidRequestError, ModelError
-from workers.engines import DEFAULT_STRIDE, check_detection_output, check_task, parse_names
-from workers.preprocess import fill_batch, input_hw_for
+from workers.engines import (
+    DEFAULT_STRIDE,
+    check_detection_output,
+    check_task,
+    fill_batch,
+    input_hw_for,
+    parse_names,
+)
 
 log = logging.getLogger(__name__)
 
@@ -211,10 +216,14 @@ def select_images(images: Sequence[Path], max_images: int) -> list[Path]:
     return images
 
 
-class LetterboxReader(CalibrationDataReader):
+class LetterboxReader:
     """Calibration batches letterboxed exactly as a worker letterboxes its frames.
 
-    Each batch is one image at its own :func:`~workers.preprocess.input_hw_for` size for a
+    An ONNX Runtime ``CalibrationDataReader`` by what it does (``get_next``, ``set_range``,
+    ``len``, iteration), not by inheritance: onnxruntime ships no type information, and that
+    ABC's ``__subclasshook__`` accepts any class with a ``get_next`` anyway.
+
+    Each batch is one image at its own :func:`~workers.engines.input_hw_for` size for a
     dynamic model; a fixed input size is used as it is, and a fixed batch of ``N`` is filled
     with ``N`` images of the same size (the last one repeats images). Every image is decoded
     once up front for its size, so an undecodable one fails before the calibration starts,
@@ -279,6 +288,15 @@ class LetterboxReader(CalibrationDataReader):
         batch = np.empty((len(images), 3, *hw), dtype=np.float32)
         fill_batch(images, batch)  # what Detector.prepare does with a worker's frames
         return {self.input_name: batch}
+
+    def __iter__(self) -> LetterboxReader:  # as CalibrationDataReader iterates
+        return self
+
+    def __next__(self) -> dict[str, np.ndarray]:
+        batch = self.get_next()
+        if batch is None:
+            raise StopIteration
+        return batch
 
 
 def float_nodes(graph: Any, tail: bool = True, head_convs: bool = True) -> set[str]:

@@ -1,4 +1,8 @@
-"""MLflow plumbing shared by train, evaluate and promote. ``mlflow`` is imported lazily (~2 s)."""
+"""MLflow names and plumbing shared by train, promote and ``pitchside models``.
+
+The tracking store itself comes from :func:`pitchside.models.tracking_store`, pointed at
+:data:`EXPERIMENT`; ``mlflow`` is imported only when it is used (~2 s).
+"""
 
 from __future__ import annotations
 
@@ -6,30 +10,9 @@ import subprocess
 from pathlib import Path
 from types import ModuleType
 
-from pitchside.settings import Settings
-
 EXPERIMENT = "football-detector"
 REGISTERED_MODEL = "football-detector"
 CHAMPION = "champion"
-
-
-def mlflow_client(settings: Settings, experiment: str = EXPERIMENT) -> ModuleType:
-    """Return the ``mlflow`` module pointed at the configured store and experiment.
-
-    With the default sqlite store, artifacts go to ``<data_dir>/mlartifacts`` rather than to a
-    ``mlruns`` folder in whatever directory the command was started from.
-    """
-    import mlflow
-
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    if mlflow.get_experiment_by_name(experiment) is None:
-        location = None
-        if settings.mlflow_tracking_uri is None:
-            location = (settings.data_dir / "mlartifacts").resolve().as_uri()
-        mlflow.create_experiment(experiment, artifact_location=location)
-    mlflow.set_experiment(experiment)
-    return mlflow
 
 
 def code_version() -> str:

@@ -18,10 +18,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pitchside.errors import ModelError
+from pitchside.models import tracking_store
 from pitchside.settings import Settings
 from training import dataset
-from training.tracking import code_version, mlflow_client
-from training.ultra import import_ultralytics
+from training.tracking import EXPERIMENT, code_version
+from training.ultra import error_text, import_ultralytics
 
 log = logging.getLogger(__name__)
 
@@ -67,22 +69,43 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def train(cfg: TrainConfig, settings: Settings) -> TrainResult:
-    """Run one tracked training; returns where the weights and the export are."""
+def check_inputs(cfg: TrainConfig) -> dataset.DataSet:
+    """The data set to train on, once it and the base checkpoint have passed the checks a
+    user's mistake fails; nothing slow is imported.
+
+    Raises:
+        DatasetError: the data set is unusable, or its train or val split has no images.
+        ModelError: there is no base checkpoint file.
+    """
     ds = dataset.load(cfg.data)
+    for split in ("train", "val"):
+        ds.require_images(split)
+    if not cfg.base.exists():
+        raise ModelError(f"no base checkpoint at {cfg.base}")
     if not cfg.base.is_file():
-        raise FileNotFoundError(f"base checkpoint {cfg.base} does not exist")
+        raise ModelError(f"base checkpoint {cfg.base} is a folder, not a .pt file")
+    return ds
+
+
+def train(cfg: TrainConfig, settings: Settings) -> TrainResult:
+    """Run one tracked training; returns where the weights and the export are.
+
+    Raises:
+        DatasetError: the data set is unusable (see :func:`check_inputs`).
+        ModelError: the base checkpoint is missing, cannot be loaded, or is not a detector.
+    """
+    ds = check_inputs(cfg)
+    ultralytics = import_ultralytics(settings, cfg.threads)
+    model = load_base(ultralytics, cfg.base)  # first: a bad checkpoint leaves no run behind
     name = cfg.name or time.strftime("train-%Y%m%d-%H%M%S")
     run_dir = (settings.data_dir / "runs" / name).resolve()
     staged = dataset.stage(ds, run_dir / "data", limit=cfg.limit)
     fingerprint = dataset.fingerprint(dataset.load(staged))
 
-    ultralytics = import_ultralytics(settings.data_dir / "ultralytics", cfg.threads)
-    mlflow = mlflow_client(settings)
+    mlflow = tracking_store(settings, EXPERIMENT)
     with mlflow.start_run(run_name=name) as run:
         mlflow.set_tags({"pitchside.stage": "train", "code_version": code_version()})
         mlflow.log_params(_params(cfg, ds, fingerprint))
-        model = ultralytics.YOLO(str(cfg.base))
         model.add_callback("on_fit_epoch_end", _epoch_logger(mlflow))
         train_args: dict[str, Any] = dict(
             data=str(staged), epochs=cfg.epochs, imgsz=cfg.imgsz, batch=cfg.batch,
@@ -108,6 +131,23 @@ def train(cfg: TrainConfig, settings: Settings) -> TrainResult:
             mlflow.set_tag("onnx_sha256", sha256_file(onnx_path))
         log.info("run %s done: best weights %s, export %s", run.info.run_id, best, onnx_path)
         return TrainResult(run.info.run_id, run_dir, best, onnx_path, final)
+
+
+def load_base(ultralytics: Any, base: Path) -> Any:
+    """The Ultralytics model of checkpoint ``base``, which must be a detector.
+
+    Raises:
+        ModelError: Ultralytics cannot load it, or it was trained for another task.
+    """
+    try:
+        model = ultralytics.YOLO(str(base))
+    except Exception as exc:  # torch and Ultralytics raise whatever their loaders raise
+        raise ModelError(
+            f"Ultralytics cannot load the base checkpoint {base}: {error_text(exc)}"
+        ) from exc
+    if model.task != "detect":
+        raise ModelError(f"base checkpoint {base} is a {model.task!r} model, not a detector")
+    return model
 
 
 def export_onnx(ultralytics: Any, weights: Path, imgsz: int) -> Path:

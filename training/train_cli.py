@@ -5,29 +5,31 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
-from pitchside.logs import setup_logging
-from pitchside.settings import Settings
+from pitchside.settings import Settings, imgsz_arg
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, required=True, help="data.yaml of the data set")
     parser.add_argument("--base", type=Path, required=True, help="starting checkpoint (.pt)")
-    parser.add_argument("--epochs", type=int, default=50)
+    parser.add_argument("--epochs", type=_at_least_one, default=50)
     parser.add_argument(
         "--hours",
         type=float,
         default=None,
         help="train for this long; Ultralytics re-plans the epochs to fit",
     )
-    parser.add_argument("--imgsz", type=int, default=640)
+    parser.add_argument("--imgsz", type=imgsz_arg, default=640)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--patience", type=int, default=100)
     parser.add_argument("--optimizer", default="auto")
     parser.add_argument("--lr0", type=float, default=None)
     parser.add_argument("--close-mosaic", type=int, default=5)
     parser.add_argument("--no-cache", action="store_true", help="do not keep images in RAM")
-    parser.add_argument("--limit", type=int, default=None, help="images per split (quick runs)")
+    parser.add_argument(
+        "--limit", type=_at_least_one, default=None, help="images per split (quick runs)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="cpu, 0, 0,1 ...")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads; 0 = all")
@@ -52,11 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    from training.train import TrainConfig, train
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    from training.train import TrainConfig, check_inputs, train
 
-    settings = Settings.from_env()
-    setup_logging(settings, "train")
     cfg = TrainConfig(
         data=args.data, base=args.base, epochs=args.epochs, hours=args.hours, imgsz=args.imgsz,
         batch=args.batch, patience=args.patience, optimizer=args.optimizer, lr0=args.lr0,
@@ -64,14 +64,19 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed, device=args.device, threads=args.threads, name=args.name,
         export=not args.no_export,
     )  # fmt: skip
+    promoting = cfg.export and not args.no_promote
+    # A user's mistake fails here, not after the training: the promotion's split included.
+    ds = check_inputs(cfg)
+    if promoting:
+        ds.require_images(args.promote_split)
     result = train(cfg, settings)
-    summary = {
+    summary: dict[str, Any] = {
         "run_id": result.run_id,
         "best_pt": str(result.best_pt),
         "onnx": str(result.onnx) if result.onnx else None,
         "metrics": result.metrics,
     }
-    if result.onnx is not None and not args.no_promote:
+    if result.onnx is not None and promoting:
         from training.promote import promote
 
         outcome = promote(
@@ -92,7 +97,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="pitchside train", description=__doc__)
-    add_arguments(parser)
-    raise SystemExit(run(parser.parse_args()))
+def _at_least_one(raw: str) -> int:
+    """An argparse ``type=`` for counts that must be positive (``--epochs``, ``--limit``)."""
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {raw!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value

@@ -11,12 +11,13 @@ import pytest
 from redis.asyncio import Redis
 
 from pitchside import registry
+from pitchside.models import resolve, tracking_store
 from pitchside.schema import DetsMsg, FrameMsg, Mode, StreamInfo, StreamState, dets_key, frames_key
 from pitchside.settings import Settings
 from tests.conftest import CLIP, COCO_ONNX, require_asset
-from training.tracking import CHAMPION, REGISTERED_MODEL, mlflow_client, register_artifact
+from training.tracking import CHAMPION, EXPERIMENT, REGISTERED_MODEL, register_artifact
 from workers.engines import load_resolved
-from workers.model_source import ModelWatcher, resolve
+from workers.model_source import ModelWatcher
 from workers.worker import Worker
 
 pytestmark = pytest.mark.slow
@@ -26,7 +27,7 @@ FRAMES = 40
 
 def register_version(settings: Settings) -> str:
     """Log the test model as a run artifact, register it and make it the champion."""
-    mlflow = mlflow_client(settings)
+    mlflow = tracking_store(settings, EXPERIMENT)
     with mlflow.start_run() as run:
         mlflow.log_artifact(str(COCO_ONNX), artifact_path="weights")
     version = register_artifact(mlflow, run.info.run_id, f"weights/{COCO_ONNX.name}")

@@ -67,7 +67,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[P
 
     tmp = tmp_path_factory.mktemp("quantize")
     settings = Settings.from_env({}).replace(data_dir=tmp)
-    ultralytics = import_ultralytics(tmp / "ultra", threads=2)
+    ultralytics = import_ultralytics(settings, threads=2)
     weights = tmp / BASE.name  # Ultralytics writes the export beside the checkpoint
     shutil.copyfile(BASE, weights)
     fp32 = export_onnx(ultralytics, weights, IMGSZ)

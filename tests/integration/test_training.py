@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from pitchside.models import tracking_store
 from pitchside.settings import Settings
 from tests.conftest import ASSETS, require_asset
 from training.evaluate import evaluate
 from training.models_cli import list_versions
 from training.promote import champion_model_file, promote
-from training.tracking import CHAMPION, REGISTERED_MODEL, mlflow_client
+from training.tracking import CHAMPION, EXPERIMENT, REGISTERED_MODEL
 from training.train import TrainConfig, TrainResult, train
 
 pytestmark = pytest.mark.slow
@@ -43,7 +44,7 @@ def tiny_run(store: Settings) -> TrainResult:
 
 def test_train_logs_parameters_metrics_and_artifacts(tiny_run: TrainResult, store: Settings):
     # given a finished tiny run
-    mlflow = mlflow_client(store)
+    mlflow = tracking_store(store, EXPERIMENT)
     client = mlflow.MlflowClient()
     run = client.get_run(tiny_run.run_id)
     # then its parameters name the data, the base weights and the knobs
@@ -103,12 +104,13 @@ def test_first_candidate_becomes_champion_and_a_worse_one_does_not(
     assert again.champion_version == first.version
     assert again.candidate.split_sha256 == again.champion.split_sha256
     # then the alias still points at the first version, and the decision is logged
-    client = mlflow_client(store).MlflowClient()
+    client = tracking_store(store, EXPERIMENT).MlflowClient()
     assert (
         str(client.get_model_version_by_alias(REGISTERED_MODEL, CHAMPION).version) == first.version
     )
     assert client.get_run(tiny_run.run_id).data.tags["promoted"] == "false"
     assert f"{first.version:>7}  champion" in list_versions(store)
-    version, path = champion_model_file(store)
-    assert version == first.version and path.suffix == ".onnx"
-    shutil.rmtree(path.parent, ignore_errors=True)
+    champion = champion_model_file(store)
+    assert champion is not None
+    assert champion.version == first.version and champion.path.suffix == ".onnx"
+    shutil.rmtree(champion.path.parent, ignore_errors=True)

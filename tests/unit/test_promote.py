@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from pitchside.errors import EvaluationError
 from training.evaluate import ClassScore, EvalResult
-from training.promote import DEFAULT_MAX_CLASS_DROP, EvaluationError, decide
+from training.promote import DEFAULT_MAX_CLASS_DROP, decide
 
 
 def result(map50_95: float, ap50: dict[str, float], split: str = "abc") -> EvalResult:
