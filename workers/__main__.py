@@ -10,32 +10,27 @@ import argparse
 import functools
 import sys
 
-from pitchside.errors import SettingsError
-from pitchside.service import EXIT_CONFIG, run_service
+from pitchside.service import run_service
 from pitchside.settings import Settings
-from workers.worker import default_name, serve
+from workers.worker import serve
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of the worker command."""
     parser.add_argument(
         "--name",
-        default=default_name(),
-        help="consumer name in the workers group and health key id (default: %(default)s)",
+        default=None,
+        help="consumer name in the workers group, health key id and Redis client name "
+        "(default: worker-<hostname>-<pid>)",
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    """Build the settings from the environment and serve until a signal; the exit status."""
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        print(f"worker cannot run: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    """Serve until a signal; the exit status."""
     return run_service("worker", functools.partial(serve, name=args.name), settings)
 
 
 if __name__ == "__main__":
-    _parser = argparse.ArgumentParser(prog="python -m workers", description=__doc__)
-    add_arguments(_parser)
-    raise SystemExit(run(_parser.parse_args()))
+    import pitchside.cli
+
+    raise SystemExit(pitchside.cli.main(["worker", *sys.argv[1:]]))

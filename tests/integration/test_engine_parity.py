@@ -11,6 +11,7 @@ import pytest
 
 from pitchside.settings import Settings
 from tests.conftest import COCO_ONNX, IMAGES_DIR, require_asset
+from tests.integration.engine_helpers import greedy_match
 from workers.engines import Detector, load_detector
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
@@ -19,29 +20,6 @@ from ultralytics import YOLO  # noqa: E402
 CONF = 0.25
 IOU = 0.7  # Ultralytics predict's default; both sides get it explicitly
 MIN_MEAN_IOU = 0.95
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``(N, 4)`` x ``(M, 4)`` xyxy -> ``(N, M)`` IoU."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(axis=2)
-    area_a = (a[:, 2:] - a[:, :2]).prod(axis=1)
-    area_b = (b[:, 2:] - b[:, :2]).prod(axis=1)
-    return inter / (area_a[:, None] + area_b[None, :] - inter)
-
-
-def _greedy_match(ours: np.ndarray, theirs: np.ndarray) -> list[float]:
-    """IoUs of one-to-one pairs, best pair first, among boxes of one class."""
-    if len(ours) == 0 or len(theirs) == 0:
-        return []
-    iou = _iou(ours, theirs)
-    matched: list[float] = []
-    while iou.size and iou.max() > 0:
-        i, j = np.unravel_index(np.argmax(iou), iou.shape)
-        matched.append(float(iou[i, j]))
-        iou[i, :], iou[:, j] = -1, -1
-    return matched
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +47,8 @@ def test_engine_matches_ultralytics_predict_on_real_frames(detector: Detector) -
         our_counts, their_counts = Counter(our_cls.tolist()), Counter(their_cls.tolist())
         ious: list[float] = []
         for cls in sorted(set(our_counts) | set(their_counts)):
-            ious += _greedy_match(our_boxes[our_cls == cls], their_boxes[their_cls == cls])
+            pairs = greedy_match(our_boxes[our_cls == cls], their_boxes[their_cls == cls])
+            ious += [iou for _, _, iou in pairs]
         mean_iou = float(np.mean(ious)) if ious else 0.0
         named = {detector.names[c]: (our_counts[c], their_counts[c]) for c in sorted(their_counts)}
         print(

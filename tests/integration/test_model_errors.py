@@ -9,61 +9,16 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper
 
 from pitchside.errors import ModelError, SettingsError
 from pitchside.settings import Settings
 from tests.conftest import COCO_ONNX, IMAGES_DIR, require_asset
+from tests.integration.engine_helpers import TWO_CLASSES, tiny_onnx
 from workers.engines import inspect_model, load_detector
 
 SETTINGS = Settings.from_env({}).replace(threads=1, imgsz=128)
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _tiny_onnx(
-    path: Path,
-    out_channels: int = 6,
-    flat_output: bool = False,
-    batch: int | str = "batch",
-    hw: tuple[int | str, int | str] = ("height", "width"),
-    metadata: dict[str, str] | None = None,
-) -> Path:
-    """A 1x1 conv from an image batch: ``(B, out_channels, H*W)``, or ``(B, out_channels)``
-    after global pooling when ``flat_output`` (a classifier's shape)."""
-    weight = helper.make_tensor(
-        "w", TensorProto.FLOAT, [out_channels, 3, 1, 1], np.zeros(out_channels * 3).tolist()
-    )
-    nodes = [helper.make_node("Conv", ["images", "w"], ["conv"])]
-    if flat_output:
-        nodes += [
-            helper.make_node("GlobalAveragePool", ["conv"], ["pooled"]),
-            helper.make_node("Flatten", ["pooled"], ["output0"]),
-        ]
-        out_shape: list[int | str] = [batch, out_channels]
-    else:
-        shape = helper.make_tensor("shape", TensorProto.INT64, [3], [0, out_channels, -1])
-        nodes.append(helper.make_node("Reshape", ["conv", "shape"], ["output0"]))
-        out_shape = [batch, out_channels, "anchors"]
-    inits = [weight] + ([] if flat_output else [shape])
-    graph = helper.make_graph(
-        nodes,
-        "tiny",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [batch, 3, *hw])],
-        [helper.make_tensor_value_info("output0", TensorProto.FLOAT, out_shape)],
-        initializer=inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    for key, value in (metadata or {}).items():
-        model.metadata_props.add(key=key, value=value)
-    onnx.checker.check_model(model)
-    onnx.save(model, path)
-    return path
-
-
-TWO_CLASSES = {"names": "{0: 'player', 1: 'ball'}", "task": "detect", "stride": "32"}
 
 
 def _load(uri: str | Path) -> None:
@@ -90,27 +45,27 @@ def test_load_detector_raises_when_onnx_file_is_a_jpeg(tmp_path: Path) -> None:
 
 
 def test_load_detector_raises_when_model_has_no_class_names(tmp_path: Path) -> None:
-    path = _tiny_onnx(tmp_path / "bare.onnx")
+    path = tiny_onnx(tmp_path / "bare.onnx")
     with pytest.raises(ModelError, match="has no class names in its metadata"):
         _load(path)
 
 
 def test_load_detector_raises_when_model_is_a_classifier_by_metadata(tmp_path: Path) -> None:
-    path = _tiny_onnx(tmp_path / "cls.onnx", metadata={**TWO_CLASSES, "task": "classify"})
+    path = tiny_onnx(tmp_path / "cls.onnx", metadata={**TWO_CLASSES, "task": "classify"})
     with pytest.raises(ModelError, match="is a 'classify' model; workers need a detection model"):
         _load(path)
 
 
 def test_load_detector_raises_when_output_is_not_detection_shaped(tmp_path: Path) -> None:
     # given a model that says "detect" but outputs (B, 6) like a classifier
-    path = _tiny_onnx(tmp_path / "flat.onnx", flat_output=True, metadata=TWO_CLASSES)
+    path = tiny_onnx(tmp_path / "flat.onnx", flat_output=True, metadata=TWO_CLASSES)
     with pytest.raises(ModelError, match=r"not a detection model: its output is shaped"):
         _load(path)
 
 
 def test_load_detector_raises_when_output_channels_do_not_match_names(tmp_path: Path) -> None:
     # given (B, 4 + 5, A) output but two class names
-    path = _tiny_onnx(tmp_path / "nc.onnx", out_channels=9, metadata=TWO_CLASSES)
+    path = tiny_onnx(tmp_path / "nc.onnx", out_channels=9, metadata=TWO_CLASSES)
     with pytest.raises(ModelError, match=r"expected \(batch, 6, anchors\) for 4 box values and 2"):
         _load(path)
 
@@ -123,9 +78,18 @@ def test_load_detector_raises_when_output_channels_do_not_match_names(tmp_path: 
         ("/somewhere/best.pt", "is a PyTorch checkpoint; workers serve ONNX: export it first"),
     ],
 )
-def test_load_detector_raises_when_uri_is_not_an_onnx_file(uri: str, message: str) -> None:
+def test_load_detector_raises_when_uri_is_not_an_onnx_file(
+    uri: str, message: str, tmp_path: Path
+) -> None:
     with pytest.raises(ModelError, match=message):
-        _load(uri)
+        load_detector(uri, SETTINGS.replace(data_dir=tmp_path))
+
+
+def test_load_detector_raises_when_file_is_of_no_known_kind(tmp_path: Path) -> None:
+    path = tmp_path / "model.engine"
+    path.write_bytes(b"a TensorRT plan, say")
+    with pytest.raises(ModelError, match="is of no kind workers serve: expected an .onnx file"):
+        _load(path)
 
 
 def test_load_detector_raises_when_uri_is_a_folder(tmp_path: Path) -> None:
@@ -142,7 +106,7 @@ def test_load_detector_raises_settings_error_naming_available_providers() -> Non
 
 def test_dynamic_model_runs_batch_together_at_rect_input_size(tmp_path: Path) -> None:
     # given a valid two-class model with dynamic batch, height and width
-    detector = load_detector(str(_tiny_onnx(tmp_path / "dyn.onnx", metadata=TWO_CLASSES)), SETTINGS)
+    detector = load_detector(str(tiny_onnx(tmp_path / "dyn.onnx", metadata=TWO_CLASSES)), SETTINGS)
     # when three 16:9 frames are prepared and inferred at imgsz 128
     images = [np.full((1080, 1920, 3), 100, np.uint8) for _ in range(3)]
     prepared = detector.prepare(images)
@@ -156,7 +120,7 @@ def test_dynamic_model_runs_batch_together_at_rect_input_size(tmp_path: Path) ->
 
 def test_fixed_batch_model_runs_in_chunks_when_batch_is_larger(tmp_path: Path) -> None:
     # given a model exported with a fixed batch of 2 and a fixed 64x64 input
-    path = _tiny_onnx(tmp_path / "b2.onnx", batch=2, hw=(64, 64), metadata=TWO_CLASSES)
+    path = tiny_onnx(tmp_path / "b2.onnx", batch=2, hw=(64, 64), metadata=TWO_CLASSES)
     detector = load_detector(str(path), SETTINGS)
     # when five images are detected
     prepared = detector.prepare([np.zeros((50, 80, 3), np.uint8)] * 5)
@@ -166,7 +130,7 @@ def test_fixed_batch_model_runs_in_chunks_when_batch_is_larger(tmp_path: Path) -
 
 
 def test_inspect_model_reports_names_and_input_shape_of_real_model() -> None:
-    info = inspect_model(str(require_asset(COCO_ONNX)))
+    info = inspect_model(str(require_asset(COCO_ONNX)), SETTINGS)
     assert info.model_id == "yolov8n_int8.onnx"
     assert info.names[0] == "person" and len(info.names) == 80
     assert info.input_shape == (1, 3, 640, 640)
@@ -175,7 +139,25 @@ def test_inspect_model_reports_names_and_input_shape_of_real_model() -> None:
 
 def test_inspect_model_raises_when_model_is_missing(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="does not exist"):
-        inspect_model(str(tmp_path / "missing.onnx"))
+        inspect_model(str(tmp_path / "missing.onnx"), SETTINGS)
+
+
+def test_inspect_model_checks_the_providers_of_its_settings() -> None:
+    # given PITCHSIDE_PROVIDERS naming a provider this onnxruntime lacks
+    settings = SETTINGS.replace(providers="NopeProvider")
+    # then the check fails as a worker would, naming it and the available ones
+    with pytest.raises(SettingsError, match="NopeProvider") as info:
+        inspect_model(str(require_asset(COCO_ONNX)), settings)
+    assert "CPUExecutionProvider" in str(info.value)
+
+
+def test_inspect_model_reads_the_registry_of_its_settings(tmp_path: Path) -> None:
+    # given MLFLOW_TRACKING_URI pointing at a store of its own
+    store = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    settings = SETTINGS.replace(mlflow_tracking_uri=store, data_dir=tmp_path / "data")
+    # then a registry URI is looked up there, not in the default store
+    with pytest.raises(ModelError, match=r"is not in the registry at sqlite:///.*elsewhere\.db"):
+        inspect_model("models:/football-detector@champion", settings)
 
 
 def test_worker_command_exits_2_with_clear_log_line_when_model_is_missing(tmp_path: Path) -> None:

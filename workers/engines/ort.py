@@ -1,4 +1,4 @@
-"""ONNX Runtime engine for Ultralytics YOLO detection exports.
+"""ONNX Runtime engine for Ultralytics YOLO detection exports (``.onnx``).
 
 Execution providers come from ``PITCHSIDE_PROVIDERS``: ``auto`` takes TensorRT, CUDA and
 CPU in that order, keeping those this onnxruntime build has; otherwise a comma list, each
@@ -16,13 +16,8 @@ import numpy as np
 import onnxruntime as ort
 
 from pitchside.errors import ModelError, SettingsError
-from workers.engines import (
-    DEFAULT_STRIDE,
-    InputShape,
-    check_detection_output,
-    check_task,
-    parse_names,
-)
+from workers.engines.base import DEFAULT_STRIDE, Engine, InputShape, Runtime, dim, infer_in_chunks
+from workers.engines.checks import check_detection_output, check_task, parse_names, parse_stride
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +44,6 @@ def resolve_providers(spec: str) -> list[str]:
             f"got {spec!r}" + (f" ({', '.join(unknown)} not available here)" if unknown else "")
         )
     return wanted
-
-
-def _dim(value: int | str | None) -> int | None:
-    """A static dimension, or None for a symbolic or unknown one."""
-    return value if isinstance(value, int) and value > 0 else None
 
 
 class OrtEngine:
@@ -87,7 +77,7 @@ class OrtEngine:
         metadata = self._session.get_modelmeta().custom_metadata_map
         check_task(self.model_id, metadata)
         self.names = parse_names(self.model_id, metadata)
-        self.stride = int(metadata.get("stride", DEFAULT_STRIDE))
+        self.stride = parse_stride(self.model_id, metadata, DEFAULT_STRIDE)
         self.providers = list(self._session.get_providers())
         inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
         if len(inputs) != 1 or len(inputs[0].shape) != 4 or inputs[0].type not in _DTYPES:
@@ -96,40 +86,36 @@ class OrtEngine:
                 f"{[(i.name, i.shape, i.type) for i in inputs]}, expected one float image "
                 "batch (batch, 3, height, width)"
             )
-        shape = tuple(_dim(d) for d in inputs[0].shape)
-        self.input_shape: InputShape = (shape[0], shape[1], shape[2], shape[3])
-        if self.input_shape[1] not in (None, 3):
-            raise ModelError(
-                f"model {self.model_id!r} takes {self.input_shape[1]} channels, expected 3"
-            )
+        b, c, h, w = (dim(d) for d in inputs[0].shape)
+        self.input_shape: InputShape = (b, c, h, w)
+        if c not in (None, 3):
+            raise ModelError(f"model {self.model_id!r} takes {c} channels, expected 3")
         check_detection_output(self.model_id, outputs[0].shape, len(self.names))
         self._input_name = inputs[0].name
-        self._output_name = outputs[0].name
+        self._output_names = [outputs[0].name]
         self._dtype = _DTYPES[inputs[0].type]
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        """Run the model on a letterboxed batch.
+        """Run the model on a letterboxed batch; thread-safe.
 
         Args:
-            batch: ``(N, 3, H, W)`` float32 RGB in [0, 1].
+            batch: ``(N, 3, H, W)`` float32 RGB in [0, 1] (fed as it is to a float32 model).
 
         Returns:
             ``(N, 4 + nc, A)`` float32 raw output.
         """
-        batch = batch.astype(self._dtype, copy=False)
-        fixed = self.input_shape[0]
-        if fixed is None or fixed == len(batch):
-            return self._run(batch)
-        chunks = []
-        for start in range(0, len(batch), fixed):
-            chunk = batch[start : start + fixed]
-            n = len(chunk)
-            if n < fixed:  # a fixed batch of 4 with 3 images: pad, then drop the padding
-                padding = np.zeros((fixed - n, *chunk.shape[1:]), dtype=chunk.dtype)
-                chunk = np.concatenate([chunk, padding])
-            chunks.append(self._run(chunk)[:n])
-        return np.concatenate(chunks)
+        return infer_in_chunks(
+            batch.astype(self._dtype, copy=False), self.input_shape[0], self._run
+        )
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
-        (out,) = self._session.run([self._output_name], {self._input_name: batch})
+        (out,) = self._session.run(self._output_names, {self._input_name: batch})
         return np.asarray(out, dtype=np.float32)
+
+
+def _open(path: Path, providers: Sequence[str], threads: int, lanes: int) -> Engine:
+    # Concurrent session.run calls share the session; lanes need nothing of it.
+    return OrtEngine(path, providers, threads)
+
+
+RUNTIME = Runtime(providers=resolve_providers, check_providers=[CPU], open=_open)
