@@ -36,22 +36,29 @@ def instance_name(service: str) -> str:
     return f"{service}-{socket.gethostname()}-{os.getpid()}"
 
 
-def run_async(main: Coroutine[Any, Any, T]) -> T:
+def run_async(main: Coroutine[Any, Any, T], fast: bool = True) -> T:
     """``asyncio.run`` on uvloop (a dependency through ``uvicorn[standard]``) where it is
-    installed: its event loop costs a fraction of the default one's CPU per Redis round trip
-    and socket write, CPU the workers' inference needs on a small machine."""
+    installed and ``fast`` is asked for: its event loop costs a fraction of the default one's
+    CPU per Redis round trip and socket write, CPU the workers' inference needs on a small
+    machine. ``fast=False`` is the standard loop (uvloop's ``subprocess_exec`` lacks
+    ``process_group``, which the supervisor of ``pitchside up`` needs)."""
     try:
         import uvloop
     except ImportError:  # e.g. Windows, where uvicorn[standard] leaves it out
+        fast = False
+    if not fast:
         return asyncio.run(main)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(main)
 
 
 def run_until_signalled(
-    main: Callable[[asyncio.Event], Awaitable[T]], signals: Sequence[int] = STOP_SIGNALS
+    main: Callable[[asyncio.Event], Awaitable[T]],
+    signals: Sequence[int] = STOP_SIGNALS,
+    fast: bool = True,
 ) -> T:
-    """Run ``main(stop)`` on a fresh event loop; each of ``signals`` sets ``stop``."""
+    """Run ``main(stop)`` on a fresh event loop (uvloop unless not ``fast``, see
+    :func:`run_async`); each of ``signals`` sets ``stop``."""
 
     async def body() -> T:
         stop = asyncio.Event()
@@ -64,7 +71,7 @@ def run_until_signalled(
             for sig in signals:
                 loop.remove_signal_handler(sig)
 
-    return run_async(body())
+    return run_async(body(), fast)
 
 
 def run_service(name: str, serve: Serve, settings: Settings) -> int:

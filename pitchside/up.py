@@ -72,7 +72,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if problem := check_port(settings.host, settings.port) or check_model(settings):
         return _fail(problem)
     environ = dict(os.environ)  # read once, here: every service started inherits it
-    return run_until_signalled(lambda stop: _up(settings, args, environ, stop), STOP_SIGNALS)
+    # The standard event loop: it only supervises, and uvloop cannot start a process group.
+    return run_until_signalled(
+        lambda stop: _up(settings, args, environ, stop), STOP_SIGNALS, fast=False
+    )
 
 
 def check_model(settings: Settings) -> str | None:

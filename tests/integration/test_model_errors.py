@@ -75,7 +75,10 @@ def test_load_detector_raises_when_output_channels_do_not_match_names(tmp_path: 
     [
         ("models:/football-detector@champion", "is not in the registry"),
         ("models:/football-detector", "is not of the form models:/NAME@ALIAS"),
-        ("/somewhere/best.pt", "is a PyTorch checkpoint; workers serve ONNX: export it first"),
+        (
+            "/somewhere/best.pt",
+            "is a PyTorch checkpoint; workers serve ONNX and OpenVINO exports: export it first",
+        ),
     ],
 )
 def test_load_detector_raises_when_uri_is_not_an_onnx_file(

@@ -42,7 +42,10 @@ def test_openvino_folder_and_its_xml_are_served_by_openvino(tmp_path: Path) -> N
 @pytest.mark.parametrize(
     ("name", "message"),
     [
-        ("best.pt", "is a PyTorch checkpoint; workers serve ONNX: export it first"),
+        (
+            "best.pt",
+            "is a PyTorch checkpoint; workers serve ONNX and OpenVINO exports: export it first",
+        ),
         ("missing.onnx", "does not exist"),
         ("models:/football-detector@champion", "resolve registry URIs with pitchside.models"),
     ],

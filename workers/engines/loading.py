@@ -68,9 +68,9 @@ def model_file(path: Path) -> tuple[ModelKind, Path]:
         raise ModelError(f"model {str(path)!r}: resolve registry URIs with pitchside.models")
     if path.suffix == ".pt":
         raise ModelError(
-            f"model {str(path)!r} is a PyTorch checkpoint; workers serve ONNX: export it "
-            f"first (yolo export model={path} format=onnx) and point PITCHSIDE_MODEL at the "
-            ".onnx file"
+            f"model {str(path)!r} is a PyTorch checkpoint; workers serve ONNX and OpenVINO "
+            f"exports: export it first (yolo export model={path} format=onnx) and point "
+            "PITCHSIDE_MODEL at the .onnx file"
         )
     if not path.exists():
         raise ModelError(f"model file {str(path)!r} does not exist")
