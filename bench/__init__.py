@@ -44,7 +44,7 @@ if TYPE_CHECKING:  # imported when a run needs them: `pitchside --help` stays li
     from pitchside.models import ResolvedModel
     from workers.engines import Detector
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 CLIP_NAME = "08fd33_4.mp4"
 SECTIONS = ("a", "b", "c", "d")
 ROUNDED = ("a", "b", "c")  # run --rounds times, interleaved

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CLIP, COCO_ONNX, require_asset
+from tests.conftest import ASSETS, CLIP, COCO_ONNX, require_asset
 
 REPO = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 240
@@ -28,11 +28,12 @@ def _bench(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.slow
 def test_bench_runs_every_section_and_writes_positive_figures(tmp_path: Path) -> None:
-    # given the COCO model, the real clip and a tiny configuration
+    # given the COCO model, the real clip (found in the assets folder) and a tiny configuration
+    require_asset(CLIP)
     out = tmp_path / "bench.json"
     # when the benchmark runs every section
     done = _bench(
-        "--model", str(require_asset(COCO_ONNX)), "--clip", str(require_asset(CLIP)),
+        "--model", str(require_asset(COCO_ONNX)), "--assets", str(ASSETS),
         "--frames", "8", "--warmup", "2", "--live-seconds", "3", "--live-warmup", "1",
         "--threads", "2", "--rounds", "2", "--json", str(out),
     )  # fmt: skip
@@ -58,6 +59,8 @@ def test_bench_runs_every_section_and_writes_positive_figures(tmp_path: Path) ->
     assert {t["name"] for t in doc["targets"]} == {"b_over_a", "b_over_c", "d_p95", "d_trend"}
     assert doc["ratios"]["b_over_a"] > 0 and doc["ratios"]["b_over_c"] > 0
     assert doc["environment"]["cpu_count"] >= 1 and doc["config"]["threads"] == 2
+    assert doc["config"]["clip"] == str(CLIP.resolve())
+    assert doc["environment"]["git_commit"], "the run names the commit it measured"
 
 
 def test_bench_refuses_a_missing_clip_with_a_clear_message(tmp_path: Path) -> None:

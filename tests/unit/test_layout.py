@@ -60,3 +60,11 @@ def test_the_scan_finds_an_environment_read(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
     module.write_text("import os\nfrom os import getenv\nx = os.environ.get('A')\n")
     assert _env_uses(module) == ["2: from os import getenv", "3: os.environ"]
+
+
+def test_the_benchmark_finds_the_repository_and_the_shared_assets_beside_it() -> None:
+    # the benchmark is a top-level package: its idea of the repository root must follow it
+    import bench
+
+    assert bench.REPO == REPO and (bench.REPO / "pyproject.toml").is_file()
+    assert bench.DEFAULT_ASSETS == REPO.parent / "shared" / "assets"
