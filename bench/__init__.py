@@ -49,7 +49,7 @@ CLIP_NAME = "08fd33_4.mp4"
 SECTIONS = ("a", "b", "c", "d")
 ROUNDED = ("a", "b", "c")  # run --rounds times, interleaved
 TITLES = {
-    "a": "ORT session.run on pre-letterboxed frames (ceiling)",
+    "a": "the bare engine on pre-letterboxed frames (ceiling)",
     "b": "whole pipeline unpaced, ingest -> WebSocket",
     "c": "Ultralytics predict(stream=True)",
     "d": "live mode latency, capture -> WebSocket",
@@ -208,7 +208,7 @@ def _configure(
     if args.model:
         settings = settings.replace(model=args.model)
     resolved = resolve(settings.model_uri, settings)
-    if not resolved.path.is_file():
+    if not resolved.path.exists():
         hint = "" if (args.model or settings.model) else " (the default detector: train it)"
         raise SettingsError(
             f"model not found: {resolved.path}{hint}; give --model PATH or set "

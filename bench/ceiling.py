@@ -43,7 +43,7 @@ def count_frames(clip: Path) -> int:
 def run_ceiling(
     detector: Detector, clip: Path, frames: int, warmup: int, lanes: int = 1
 ) -> dict[str, Any]:
-    """Time ``session.run`` over ``frames`` frames (cycling through the clip), batch 1, with
+    """Time ``Engine.infer`` over ``frames`` frames (cycling through the clip), batch 1, with
     ``lanes`` callers at once.
 
     Returns:

@@ -51,7 +51,7 @@ def evaluate(sections: dict[str, dict[str, Any]]) -> list[Target]:
     if d:
         if a:
             infer_ms = a.get("live_median_ms", a["median_ms"])
-            source = "median session.run of (a) on the live session"
+            source = "median engine call of (a) on the live session"
         else:
             infer_ms, source = d["pipeline_infer_ms"]["p50_ms"], "median inference in (d)"
         limit = P95_INFER_FACTOR * infer_ms + P95_SLACK_MS
@@ -87,12 +87,12 @@ def rows(sections: dict[str, dict[str, Any]], targets: list[Target]) -> list[tup
             return None
         return s
 
-    if (a := section("a", "(a) ORT session.run (ceiling)")) is not None:
+    if (a := section("a", "(a) bare engine (ceiling)")) is not None:
         lanes = a.get("lanes", 1)
         figure = f"{a['fps']:.2f} fps; {a['median_ms']:.1f} ms/call median, {lanes} at once"
         if lanes > 1 and "live_median_ms" in a:
             figure += f"; live {a['live_median_ms']:.1f} ms/call"
-        out.append(("(a) ORT session.run (ceiling)", figure, "", ""))
+        out.append(("(a) bare engine (ceiling)", figure, "", ""))
         _rounds(out, a)
     if (b := section("b", "(b) pipeline unpaced -> WS")) is not None:
         figure = f"{b['fps']:.2f} fps, {b['lost_frames']} lost of {b['frames']}"
