@@ -172,6 +172,34 @@ def test_up_exits_2_naming_a_bad_model_and_starts_nothing(
 
 
 @pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("PITCHSIDE_PROVIDERS", "NopeExecutionProvider", "NopeExecutionProvider not available"),
+        ("MLFLOW_TRACKING_URI", "sqlite:///{tmp}/elsewhere.db", "elsewhere.db"),
+    ],
+)
+def test_up_checks_the_model_with_the_settings_the_workers_will_have(
+    tmp_path: Path, mark: str, variable: str, value: str, says: str
+) -> None:
+    # given a setting the workers read when they load the model: the providers, or the
+    # registry a models:/ URI is looked up in
+    env = up_env(mark, tmp_path, **{variable: value.format(tmp=tmp_path)})
+    env["PITCHSIDE_MODEL"] = (
+        "models:/football-detector@champion"
+        if variable == "MLFLOW_TRACKING_URI"
+        else str(require_asset(COCO_ONNX))
+    )
+    # when pitchside up checks the model before starting anything
+    result = run_up(env, tmp_path)
+    # then the check used that setting, as a worker would, and nothing started
+    assert result.returncode == 2, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("pitchside up: ") and says in last, result.stderr
+    assert "Traceback" not in result.stderr
+    assert leftovers(mark) == {}
+
+
+@pytest.mark.parametrize(
     ("variable", "value"), [("PITCHSIDE_WORKERS", "many"), ("PITCHSIDE_IMGSZ", "650")]
 )
 def test_up_exits_2_naming_a_bad_setting(
