@@ -1,6 +1,6 @@
 """(a) The ceiling: the bare engine on frames decoded and letterboxed beforehand.
 
-The clip is decoded exactly as ingest decodes it (``ingest.file_source.decode_frames``) and
+The clip is decoded exactly as ingest decodes it (``ingest.sources.file.decode_file``) and
 letterboxed exactly as the workers do (``Detector.prepare``: a rectangular input for a model
 with dynamic height and width, the model's fixed shape otherwise). The sessions are the
 worker's own (same providers, threads and session options), called as a worker calls them:
@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from bench.stats import rate, summary_ms
-from ingest.file_source import decode_frames
+from ingest.sources.file import decode_file
 from pitchside.errors import BenchError
 from workers.engines import Detector
 
@@ -32,7 +32,7 @@ from workers.engines import Detector
 def clip_frames(clip: Path) -> Iterator[np.ndarray]:
     """Every frame of ``clip`` as ``(H, W, 3)`` uint8 BGR, decoded as ingest decodes it."""
     stop = threading.Event()
-    yield from (frame.bgr for frame in decode_frames(clip, loop=False, stop=stop))
+    yield from (frame.bgr for frame in decode_file(clip, loop=False, stop=stop))
 
 
 def count_frames(clip: Path) -> int:

@@ -53,12 +53,18 @@ async def send_command(redis: Redis, msg: ControlMsg, timeout_s: float) -> Contr
 
 
 async def start(
-    redis: Redis, sid: str, source: str, mode: Mode, loop: bool, timeout_s: float
+    redis: Redis,
+    sid: str,
+    source: str,
+    mode: Mode,
+    loop: bool,
+    timeout_s: float,
+    transport: str = "",
 ) -> ControlReply:
-    """Ask ingest to start ``source`` as stream ``sid``."""
+    """Ask ingest to start ``source`` as stream ``sid`` (``transport``: RTSP's, or "")."""
     msg = ControlMsg(
         cmd=Command.START, sid=sid, request_id=new_request_id(), source=source, mode=mode,
-        loop=loop,
+        loop=loop, transport=transport,
     )  # fmt: skip
     return await send_command(redis, msg, timeout_s)
 

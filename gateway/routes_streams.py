@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Literal, cast
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -68,6 +68,11 @@ class StartRequest(BaseModel):
         description="live: paced, newest frame wins; analyse: every frame, as fast as possible",
     )
     loop: bool = Field(default=False, description="Start a file again when it ends")
+    rtsp_transport: Literal["tcp", "udp"] | None = Field(
+        default=None,
+        description="RTSP cameras: receive over TCP (interleaved) or UDP; default "
+        "PITCHSIDE_RTSP_TRANSPORT (tcp)",
+    )
 
 
 class StreamList(BaseModel):
@@ -141,8 +146,9 @@ async def start_stream(body: StartRequest, request: Request, response: Response)
         raise StreamExistsError(f"stream {sid!r} is already {existing.state.value}")
     try:
         reply = await control.start(
-            redis, sid, body.source, body.mode, body.loop, settings.control_timeout_s
-        )
+            redis, sid, body.source, body.mode, body.loop, settings.control_timeout_s,
+            transport=body.rtsp_transport or "",
+        )  # fmt: skip
     except IngestUnavailableError:
         metrics.control.labels(cmd="start", result="timeout").inc()
         raise

@@ -1,10 +1,17 @@
 """One stream's life: decode, encode, pace, publish, and report its state in the registry.
 
-States (``pitchside.schema.StreamState``): the service writes STARTING when it accepts a
+States (``pitchside.schema.StreamState``): the service writes CONNECTING when it accepts a
 stream; the runner writes LIVE at the first published frame (with fps and the published JPEG
 size), updates the frame count about once a second, and ends in ENDED (a file without loop ran
 out), FAILED (decoding failed, or the no-frames watchdog fired: no frame from the source for
 ``watchdog_s``) or STOPPED (its ``stop`` event was set, or it was cancelled).
+
+A camera (a kind that reconnects, see :mod:`ingest.sources`) that drops out, goes silent for
+``watchdog_s`` or ends its stream is RECONNECTING instead, with the reason in ``error`` and
+``reconnects`` counted: it is opened again after a capped, jittered exponential backoff
+(:mod:`ingest.backoff`) until it delivers frames again (LIVE), a final error (a 401, a 404)
+makes it FAILED, or it is stopped. Its media time keeps increasing across reconnects, and its
+frames are published as they arrive rather than paced from their timestamps.
 """
 
 from __future__ import annotations
@@ -18,11 +25,12 @@ from typing import Any, Literal
 
 from redis.asyncio import Redis
 
+from ingest.backoff import Backoff
 from ingest.encode import JpegEncoder
-from ingest.file_source import DecodedFrame, FileSource, SourceInfo, open_source
 from ingest.metrics import FRAMES_PUBLISHED, STAGE_SECONDS, STREAMS_ACTIVE
 from ingest.pacing import Pacer
 from ingest.publisher import FramePublisher
+from ingest.sources import DecodedFrame, MediaClock, Source, SourceInfo, SourceSpec, open_source
 from pitchside import registry
 from pitchside.errors import NoFramesError, SourceError
 from pitchside.schema import (
@@ -38,7 +46,6 @@ from pitchside.settings import Settings
 
 log = logging.getLogger(__name__)
 
-NO_FRAMES_TIMEOUT_S = 10.0  # the watchdog: a source silent this long has failed
 REGISTRY_EVERY_S = 1.0  # how often the frame count in the registry is refreshed
 
 
@@ -71,28 +78,35 @@ class StreamRunner:
         redis: Redis,
         settings: Settings,
         info: StreamInfo,
-        source: str,
+        spec: SourceSpec,
         probed: SourceInfo | None = None,
         *,
-        watchdog_s: float = NO_FRAMES_TIMEOUT_S,
+        watchdog_s: float | None = None,
+        backoff: Backoff | None = None,
     ) -> None:
         """Create the runner of one accepted stream.
 
         Args:
             redis: client of the bus.
-            settings: ``jpeg_quality``, ``max_width``, ``frames_maxlen``, ``analyse_max_lag``.
+            settings: ``jpeg_quality``, ``max_width``, ``frames_maxlen``, ``analyse_max_lag``,
+                ``watchdog_s``, ``reconnect_initial_s`` and ``reconnect_max_s``.
             info: the registry entry (source already redacted); updated in place.
-            source: the source as given, unredacted (never logged).
-            probed: what the probe found; its fps goes into the registry.
-            watchdog_s: fail the stream after this long without a frame from the source.
+            spec: the parsed source, unredacted inside (never logged).
+            probed: what the probe found (None: the camera did not answer yet); its fps goes
+                into the registry.
+            watchdog_s: no frame from the source this long is a drop-out (default
+                ``settings.watchdog_s``).
+            backoff: the delays between reconnections (default from the settings).
         """
         self.stop = asyncio.Event()
         self.info = info
         self._redis = redis
         self._settings = settings
-        self._source = source
+        self._spec = spec
         self._probed = probed
-        self._watchdog_s = watchdog_s
+        self._watchdog_s = settings.watchdog_s if watchdog_s is None else watchdog_s
+        self._backoff = backoff or Backoff(settings.reconnect_initial_s, settings.reconnect_max_s)
+        self._seq = 0
         self._encoder = JpegEncoder(settings.jpeg_quality, settings.max_width)
         self._log_extra = {"sid": info.sid}
         self._registry_at = 0.0  # monotonic time of the last registry write of the count
@@ -134,45 +148,87 @@ class StreamRunner:
             await pipe.execute()
 
     async def _pump(self) -> StreamState:
+        """Open the source, and again after each drop-out of a camera, until it is over."""
         publisher = FramePublisher(self._redis, self.sid, self._settings, self.info.mode, self.stop)
         pacer = Pacer()
-        seq = 0
+        clock = MediaClock()
         stop_wait = asyncio.ensure_future(self.stop.wait())
-        source = open_source(self._source, self._prepare, loop=self.info.loop, sid=self.sid)
         try:
-            async with source:
-                progress_at = time.monotonic()
-                while not self.stop.is_set():
-                    remaining = progress_at + self._watchdog_s - time.monotonic()
-                    frame = await self._next(source, stop_wait, remaining)
-                    if frame is None:
-                        return StreamState.ENDED
-                    if isinstance(frame, _Stopped):
-                        break
-                    ts_capture = await self._capture_time(pacer, frame)
-                    if ts_capture is None:
-                        break
-                    msg = FrameMsg(
-                        seq=seq,
-                        pts_ns=frame.pts_ns,
-                        ts_capture=ts_capture,
-                        ts_publish=0,  # stamped by the publisher just before XADD
-                        w=frame.width,
-                        h=frame.height,
-                        img=frame.jpeg,
-                    )
-                    if await publisher.publish(msg) is None:
-                        break
-                    seq += 1
-                    await self._published(seq, frame)
-                    progress_at = time.monotonic()
+            while not self.stop.is_set():
+                delivered = self._seq
+                try:
+                    state = await self._connection(publisher, pacer, clock, stop_wait)
+                except SourceError as exc:  # NoFramesError too: the watchdog fired
+                    if not (self._spec.kind.reconnects and exc.retryable):
+                        raise
+                    reason = str(exc)
+                else:
+                    if state is not StreamState.ENDED or not self._spec.kind.reconnects:
+                        return state
+                    reason = f"{self._spec.shown} ended its stream"
+                if self._seq > delivered:  # that connection worked: start the backoff over
+                    self._backoff.reset()
+                delay_s = self._backoff.next_s()
+                await self._reconnecting(reason, delay_s)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stop.wait(), delay_s)
         finally:
             stop_wait.cancel()
         return StreamState.STOPPED
 
+    async def _connection(
+        self,
+        publisher: FramePublisher,
+        pacer: Pacer,
+        clock: MediaClock,
+        stop_wait: asyncio.Future[Literal[True]],
+    ) -> StreamState:
+        """Publish the frames of one opening of the source: ENDED at its end, STOPPED on stop.
+
+        Raises:
+            SourceError: the source failed, or gave no frame for ``watchdog_s``.
+        """
+        source = open_source(self._spec, self._prepare, clock, sid=self.sid)
+        async with source:
+            progress_at = time.monotonic()
+            while not self.stop.is_set():
+                remaining = progress_at + self._watchdog_s - time.monotonic()
+                frame = await self._next(source, stop_wait, remaining)
+                if frame is None:
+                    return StreamState.ENDED
+                if isinstance(frame, _Stopped):
+                    break
+                ts_capture = await self._capture_time(pacer, frame)
+                if ts_capture is None:
+                    break
+                msg = FrameMsg(
+                    seq=self._seq,
+                    pts_ns=frame.pts_ns,
+                    ts_capture=ts_capture,
+                    ts_publish=0,  # stamped by the publisher just before XADD
+                    w=frame.width,
+                    h=frame.height,
+                    img=frame.jpeg,
+                )
+                if await publisher.publish(msg) is None:
+                    break
+                self._seq += 1
+                await self._published(self._seq, frame)
+                progress_at = time.monotonic()
+        return StreamState.STOPPED
+
+    async def _reconnecting(self, reason: str, delay_s: float) -> None:
+        self.info.state, self.info.error = StreamState.RECONNECTING, reason
+        self.info.reconnects += 1
+        log.warning(
+            "stream %s dropped out (%s); reconnecting in %.1f s (attempt %d)",
+            self.sid, reason, delay_s, self._backoff.attempts, extra=self._log_extra,
+        )  # fmt: skip
+        await registry.put(self._redis, self.info)
+
     async def _next(
         self,
-        source: FileSource[PreparedFrame],
+        source: Source[PreparedFrame],
         stop_wait: asyncio.Future[Literal[True]],
         timeout_s: float,
     ) -> PreparedFrame | None | _Stopped:
@@ -196,15 +252,17 @@ class StreamRunner:
     async def _capture_time(self, pacer: Pacer, frame: PreparedFrame) -> int | None:
         """``ts_capture`` of ``frame``: when it was decoded (analyse) or due (live, after
         waiting for it); None when the stream was stopped while waiting."""
-        if self.info.mode is Mode.LIVE:
+        if self.info.mode is Mode.LIVE and not self._spec.kind.realtime:
             return await self._wait_until_due(pacer, frame.pts_ns)
-        return frame.decoded_ns
+        return frame.decoded_ns  # analyse mode, or a camera: as the frame arrived
 
     async def _published(self, count: int, frame: PreparedFrame) -> None:
         """Count a published frame; LIVE at the first, the registry's count about once a second."""
         FRAMES_PUBLISHED.labels(mode=self.info.mode.value).inc()
         self.info.frames = count
-        if count == 1:
+        if (
+            self.info.state is not StreamState.LIVE
+        ):  # the first frame, or the first after a drop-out
             await self._went_live(frame)
         elif time.monotonic() - self._registry_at < REGISTRY_EVERY_S:
             return

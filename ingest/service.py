@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from ingest.file_source import probe_in_thread
 from ingest.runner import StreamRunner
+from ingest.sources import SourceInfo, parse, probe_in_thread
 from pitchside import registry
 from pitchside.embedded_redis import redis_url_or_embedded
 from pitchside.errors import (
@@ -175,22 +175,33 @@ class IngestService:
             if known.state.active:
                 raise StreamExistsError(f"stream {sid!r} is already {known.state.value}")
         info = StreamInfo(sid=sid, source=redact_url(msg.source), mode=msg.mode, loop=msg.loop)
+        probed: SourceInfo | None = None
         try:
-            probed = await probe_in_thread(msg.source)
+            spec = parse(
+                msg.source,
+                loop=msg.loop,
+                transport=msg.transport or self._settings.rtsp_transport,
+                timeout_s=self._settings.source_timeout_s,
+            )
+            probed = await probe_in_thread(spec)
         except SourceError as exc:
-            info.state, info.error = StreamState.FAILED, str(exc)
-            await registry.put(self._redis, info)
-            log.warning("stream %s refused: %s", sid, exc, extra=extra)
-            raise
+            if not (exc.retryable and spec.kind.reconnects):
+                info.state, info.error = StreamState.FAILED, str(exc)
+                await registry.put(self._redis, info)
+                log.warning("stream %s refused: %s", sid, exc, extra=extra)
+                raise
+            # A camera that does not answer yet is accepted: it is tried until it does.
+            info.error = str(exc)
+            log.warning("stream %s accepted, its camera not answering: %s", sid, exc, extra=extra)
         await registry.put(self._redis, info)
-        runner = StreamRunner(self._redis, self._settings, info, msg.source, probed)
+        runner = StreamRunner(self._redis, self._settings, info, spec, probed)
         task = asyncio.create_task(runner.run(), name=f"ingest-stream-{sid}")
         self._runs[sid] = _Running(runner, task)
         task.add_done_callback(lambda done: self._forget(sid, done))
+        shape = f"{probed.width}x{probed.height} {probed.codec}" if probed else "not probed"
         log.info(
-            "stream %s accepted: %s, %s, %dx%d %s",
-            sid, info.source, msg.mode.value, probed.width, probed.height, probed.codec,
-            extra=extra,
+            "stream %s accepted: %s (%s), %s, %s",
+            sid, info.source, spec.kind.name, msg.mode.value, shape, extra=extra,
         )  # fmt: skip
         return ControlReply(ok=True, status=201)
 

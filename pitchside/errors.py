@@ -110,13 +110,26 @@ class EmbeddedRedisError(PitchsideError):
 
 
 class SourceError(PitchsideError):
-    """A source cannot be opened or decoded (missing file, not a video, dead camera)."""
+    """A source cannot be opened or decoded (missing file, not a video, dead camera).
+
+    ``retryable`` says whether opening it again may help: a camera that does not answer or
+    dropped out may come back; a wrong path, wrong credentials or a file that is not a video
+    will not.
+    """
 
     status = 422
     code = "bad_source"
+    retryable = False
 
 
-class NoFramesError(SourceError):
+class SourceUnavailableError(SourceError):
+    """A network source did not answer, refused, or dropped out: it may come back."""
+
+    code = "source_unavailable"
+    retryable = True
+
+
+class NoFramesError(SourceUnavailableError):
     """The watchdog fired: an open source delivered no frame for too long."""
 
     code = "no_frames"

@@ -142,15 +142,16 @@ class Mode(StrEnum):
 
 
 class StreamState(StrEnum):
-    STARTING = "starting"
+    CONNECTING = "connecting"  # accepted; its source is opening, no frame yet
     LIVE = "live"
+    RECONNECTING = "reconnecting"  # a camera dropped out; see StreamInfo.error and .reconnects
     ENDED = "ended"  # the source ran out (a file without loop)
     STOPPED = "stopped"  # stopped by a DELETE or by shutdown
     FAILED = "failed"  # see StreamInfo.error
 
     @property
     def active(self) -> bool:
-        return self in (StreamState.STARTING, StreamState.LIVE)
+        return self in (StreamState.CONNECTING, StreamState.LIVE, StreamState.RECONNECTING)
 
 
 @dataclass(slots=True)
@@ -160,13 +161,14 @@ class StreamInfo:
     sid: str
     source: str  # credentials redacted
     mode: Mode = Mode.LIVE
-    state: StreamState = StreamState.STARTING
+    state: StreamState = StreamState.CONNECTING
     loop: bool = False
     fps: float | None = None
     width: int | None = None  # of the published JPEGs
     height: int | None = None
     frames: int = 0  # frames published so far
-    error: str | None = None
+    error: str | None = None  # why it failed, or the last drop-out while reconnecting
+    reconnects: int = 0  # times its source was opened again after dropping out
     created_ns: int = field(default_factory=now_ns)
     updated_ns: int = field(default_factory=now_ns)
 
@@ -329,6 +331,7 @@ class ControlMsg:
     source: str = ""  # path or URL, unredacted: the control stream is internal
     mode: Mode = Mode.LIVE
     loop: bool = False
+    transport: str = ""  # RTSP: "tcp" or "udp"; "" for ingest's default
 
     def to_fields(self) -> Fields:
         return {
@@ -339,6 +342,7 @@ class ControlMsg:
             "source": self.source,
             "mode": self.mode.value,
             "loop": int(self.loop),
+            "transport": self.transport,
         }
 
     @classmethod
@@ -352,6 +356,7 @@ class ControlMsg:
                 source=f.get(b"source", b"").decode(),
                 mode=Mode(f.get(b"mode", b"live").decode()),
                 loop=f.get(b"loop", b"0") == b"1",
+                transport=f.get(b"transport", b"").decode(),
             )
         except (KeyError, ValueError) as exc:
             raise SchemaError(f"control message is malformed: {exc!r}") from exc

@@ -36,6 +36,9 @@ def default_model_path() -> Path:
     return REPO_MODELS_DIR / DEFAULT_MODEL_NAME
 
 
+RTSP_TRANSPORTS = ("tcp", "udp")
+
+
 def check_imgsz(value: int, name: str = "PITCHSIDE_IMGSZ") -> int:
     """``value`` when it is a network input side YOLO accepts: a multiple of 32, 32-4096.
 
@@ -77,6 +80,11 @@ class Settings:
     jpeg_quality: int = 80  # PITCHSIDE_JPEG_QUALITY (1-100)
     max_width: int | None = None  # PITCHSIDE_MAX_WIDTH; frames wider than this are downscaled
     analyse_max_lag: int = 16  # PITCHSIDE_ANALYSE_MAX_LAG; analyse mode waits above this lag
+    watchdog_s: float = 5.0  # PITCHSIDE_WATCHDOG_S; no frame this long: reconnect (a camera)
+    source_timeout_s: float = 5.0  # PITCHSIDE_SOURCE_TIMEOUT_S; network open and read timeout
+    reconnect_initial_s: float = 0.5  # PITCHSIDE_RECONNECT_INITIAL_S; first backoff
+    reconnect_max_s: float = 10.0  # PITCHSIDE_RECONNECT_MAX_S; the backoff's cap
+    rtsp_transport: str = "tcp"  # PITCHSIDE_RTSP_TRANSPORT; tcp or udp, per stream too
 
     # Workers
     model: str | None = None  # PITCHSIDE_MODEL; None serves models/pitchside-football.onnx
@@ -132,7 +140,7 @@ class Settings:
             SettingsError: a variable holds a value of the wrong type or out of range.
         """
         r = _Reader(env)
-        return cls(
+        settings = cls(
             redis_url=env.get("REDIS_URL") or None,
             frames_maxlen=r.get("PITCHSIDE_FRAMES_MAXLEN", int, 50, lo=2),
             dets_maxlen=r.get("PITCHSIDE_DETS_MAXLEN", int, 500, lo=2),
@@ -144,6 +152,11 @@ class Settings:
             jpeg_quality=r.get("PITCHSIDE_JPEG_QUALITY", int, 80, lo=1, hi=100),
             max_width=r.get("PITCHSIDE_MAX_WIDTH", int, 0, lo=0) or None,
             analyse_max_lag=r.get("PITCHSIDE_ANALYSE_MAX_LAG", int, 16, lo=1),
+            watchdog_s=r.get("PITCHSIDE_WATCHDOG_S", float, 5.0, lo=0.1, hi=3600.0),
+            source_timeout_s=r.get("PITCHSIDE_SOURCE_TIMEOUT_S", float, 5.0, lo=0.1, hi=600.0),
+            reconnect_initial_s=r.get("PITCHSIDE_RECONNECT_INITIAL_S", float, 0.5, lo=0.01),
+            reconnect_max_s=r.get("PITCHSIDE_RECONNECT_MAX_S", float, 10.0, lo=0.01, hi=3600.0),
+            rtsp_transport=r.choice("PITCHSIDE_RTSP_TRANSPORT", RTSP_TRANSPORTS, "tcp"),
             model=env.get("PITCHSIDE_MODEL") or None,
             workers=r.get("PITCHSIDE_WORKERS", int, 1, lo=0, hi=256),
             conf=r.get("PITCHSIDE_CONF", float, 0.25, lo=0.0, hi=1.0),
@@ -162,6 +175,12 @@ class Settings:
             ),
             log_json=r.get("PITCHSIDE_LOG_JSON", _parse_bool, False),
         )
+        if settings.reconnect_initial_s > settings.reconnect_max_s:
+            raise SettingsError(
+                "PITCHSIDE_RECONNECT_INITIAL_S must not exceed PITCHSIDE_RECONNECT_MAX_S, got "
+                f"{settings.reconnect_initial_s:g} and {settings.reconnect_max_s:g}"
+            )
+        return settings
 
 
 def _parse_bool(raw: str) -> bool:
@@ -201,7 +220,9 @@ class _Reader:
         return value
 
     def choice(self, name: str, allowed: tuple[str, ...], default: str) -> str:
-        raw = (self._env.get(name) or default).strip().upper()
-        if raw not in allowed:
-            raise SettingsError(f"{name} must be one of {', '.join(allowed)}, got {raw!r}")
-        return raw
+        """One of ``allowed``, matched without regard to case."""
+        raw = (self._env.get(name) or default).strip()
+        for value in allowed:
+            if value.lower() == raw.lower():
+                return value
+        raise SettingsError(f"{name} must be one of {', '.join(allowed)}, got {raw!r}")

@@ -5,7 +5,7 @@
 (() => {
   const POLL_MS = 2000;
   const WINDOW_MS = 1000; // fps and latency readouts cover the last second
-  const ACTIVE = new Set(["starting", "live"]);
+  const ACTIVE = new Set(["connecting", "live", "reconnecting"]);
   const CLASS_COLOURS = {
     player: "#3b82f6",
     goalkeeper: "#f97316",

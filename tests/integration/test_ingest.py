@@ -22,9 +22,10 @@ import numpy as np
 import pytest
 from redis.asyncio import Redis
 
-from ingest.file_source import DecodedFrame, SourceInfo, decode_frames, probe, resolve_source
 from ingest.runner import PreparedFrame, StreamRunner
 from ingest.service import serve
+from ingest.sources import DecodedFrame, SourceInfo, parse, probe
+from ingest.sources.file import decode_file, local_path
 from pitchside import registry
 from pitchside.errors import NoFramesError, SourceError, StreamNotFoundError
 from pitchside.schema import (
@@ -181,27 +182,52 @@ def write_vfr_video(path: Path, pts_ms: list[int], size: tuple[int, int] = (160,
 @pytest.mark.parametrize(
     ("source", "message"),
     [
-        ("rtsp://user:secret@cam.local/live", "rtsp sources are not supported yet"),
-        ("http://example.test/match.mp4", "http sources are not supported yet"),
+        ("ftp://user:secret@127.0.0.1/live.mp4", "ftp sources are not supported"),
+        ("file://secret.example/x.mp4", "file URLs must name a local path"),
         ("   ", "source is empty"),
     ],
 )
-def test_resolve_source_refuses_urls_with_422_without_repeating_them(
+def test_parse_refuses_unknown_schemes_with_422_without_repeating_them(
     source: str, message: str
 ) -> None:
     with pytest.raises(SourceError, match=message) as caught:
-        resolve_source(source)
-    assert caught.value.status == 422
-    assert "secret" not in str(caught.value)
+        parse(source)
+    assert caught.value.status == 422 and not caught.value.retryable
+    assert "secret" not in str(caught.value).replace("secret.example", "")
+    assert "user:" not in str(caught.value)
 
 
-def test_resolve_source_accepts_file_urls_and_paths(tmp_path: Path) -> None:
-    assert resolve_source(f"file://{tmp_path}/a%20b.mp4") == tmp_path / "a b.mp4"
-    assert resolve_source(str(tmp_path / "x.mp4")) == tmp_path / "x.mp4"
+@pytest.mark.parametrize(
+    ("source", "kind", "realtime"),
+    [
+        ("/videos/a.mp4", "file", False),
+        ("file:///videos/a%20b.mp4", "file", False),
+        ("rtsp://cam.local/live", "rtsp", True),
+        ("RTSPS://cam.local/live", "rtsp", True),
+        ("https://example.test/match.m3u8", "http", False),
+        ("/dev/video0", "device", True),
+    ],
+)
+def test_parse_maps_each_scheme_to_its_kind(source: str, kind: str, realtime: bool) -> None:
+    spec = parse(source)
+    assert (spec.kind.name, spec.kind.realtime) == (kind, realtime)
+    assert spec.target == source
+
+
+def test_parse_keeps_the_url_for_opening_and_shows_it_redacted() -> None:
+    spec = parse("rtsp://admin:hunter2@127.0.0.1:8554/live", transport="udp", timeout_s=2.0)
+    assert spec.target == "rtsp://admin:hunter2@127.0.0.1:8554/live"
+    assert spec.shown == "rtsp://***:***@127.0.0.1:8554/live"
+    assert (spec.transport, spec.timeout_s) == ("udp", 2.0)
+
+
+def test_local_path_of_file_urls_and_paths(tmp_path: Path) -> None:
+    assert local_path(f"file://{tmp_path}/a%20b.mp4") == tmp_path / "a b.mp4"
+    assert local_path(str(tmp_path / "x.mp4")) == tmp_path / "x.mp4"
 
 
 def test_probe_reports_size_rate_and_codec_of_the_clip() -> None:
-    info = probe(str(require_asset(CLIP)))
+    info = probe(parse(str(require_asset(CLIP))))
     assert (info.width, info.height, info.codec) == (*CLIP_SIZE, "h264")
     assert info.fps == pytest.approx(25.02, abs=0.01)
     assert info.duration_s == pytest.approx(6.75, abs=0.05)
@@ -217,14 +243,14 @@ def test_probe_names_the_problem_when_source_is_not_a_video(tmp_path: Path) -> N
     ]
     for path, message in cases:
         with pytest.raises(SourceError, match=message):
-            probe(str(path))
+            probe(parse(str(path)))
 
 
 def test_decode_frames_uses_container_timestamps_when_frame_rate_is_variable(
     tmp_path: Path,
 ) -> None:
     path = write_vfr_video(tmp_path / "vfr.mp4", VFR_PTS_MS)
-    frames = list(decode_frames(path, loop=False, stop=threading.Event()))
+    frames = list(decode_file(path, loop=False, stop=threading.Event()))
     assert [f.pts_ns for f in frames] == [p * MS for p in VFR_PTS_MS]
     assert frames[0].bgr.shape == (120, 160, 3)
 
@@ -234,7 +260,7 @@ def test_decode_frames_keeps_timestamps_increasing_when_looping(tmp_path: Path) 
     path = write_vfr_video(tmp_path / "short.mp4", [0, 40, 80])
     stop = threading.Event()
     pts = []
-    for frame in decode_frames(path, loop=True, stop=stop):
+    for frame in decode_file(path, loop=True, stop=stop):
         pts.append(frame.pts_ns)
         if len(pts) == 7:
             stop.set()
@@ -262,8 +288,8 @@ async def test_live_clip_publishes_every_frame_paced_and_ends(make_ingest: Inges
         if state != states[-1]:
             states.append(state)
     elapsed = time.monotonic() - started
-    # then it went STARTING -> LIVE -> ENDED, paced at the clip's own rate
-    assert states == [StreamState.STARTING, StreamState.LIVE, StreamState.ENDED]
+    # then it went CONNECTING -> LIVE -> ENDED, paced at the clip's own rate
+    assert states == [StreamState.CONNECTING, StreamState.LIVE, StreamState.ENDED]
     assert elapsed >= 6.0, f"169 frames at 25 fps must take ~6.7 s, took {elapsed:.2f} s"
     frames = await ingest.frames("clip")
     assert [f.seq for f in frames] == list(range(CLIP_FRAMES))
@@ -335,7 +361,7 @@ async def test_bad_sources_get_422_and_failed_while_another_stream_runs(
         ("missing", tmp_path / "missing.mp4", "no such file"),
         ("text", text, "not a video: clip.mp4"),
         ("folder", tmp_path, "not a video"),
-        ("camera", "rtsp://admin:hunter2@10.0.0.9/live", "rtsp sources are not supported yet"),
+        ("ftp", "ftp://admin:hunter2@127.0.0.1/live", "ftp sources are not supported"),
     ]
     for sid, source, message in cases:
         # when a bad source is started
@@ -475,7 +501,7 @@ async def test_watchdog_fails_stream_when_source_stalls(redis: Redis, settings: 
 
     info = StreamInfo(sid="stall", source=str(CLIP), mode=Mode.ANALYSE)
     runner = StallingRunner(
-        redis, settings.replace(analyse_max_lag=100), info, str(require_asset(CLIP)),
+        redis, settings.replace(analyse_max_lag=100), info, parse(str(require_asset(CLIP))),
         SourceInfo(848, 478, 25.0, 6.75, "h264"), watchdog_s=0.5,
     )  # fmt: skip
     # when it runs

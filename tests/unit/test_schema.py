@@ -223,6 +223,6 @@ def test_validate_sid(sid: str, valid: bool) -> None:
             schema.validate_sid(sid)
 
 
-def test_stream_state_active_is_starting_or_live() -> None:
+def test_stream_state_active_is_connecting_live_or_reconnecting() -> None:
     active = {s for s in StreamState if s.active}
-    assert active == {StreamState.STARTING, StreamState.LIVE}
+    assert active == {StreamState.CONNECTING, StreamState.LIVE, StreamState.RECONNECTING}
