@@ -1,8 +1,8 @@
 """Network sources: RTSP cameras and encoders, HTTP(S) video files and HLS playlists, and
 local camera devices, all opened by FFmpeg through PyAV.
 
-RTSP goes over TCP unless the stream asks for UDP, with low-latency demuxer options (no
-input buffering, a small reorder delay) and open and read timeouts, so a dead camera is
+RTSP goes over TCP unless the stream asks for UDP, with low-latency demuxer options (low
+delay, a small reorder delay) and open and read timeouts, so a dead camera is
 noticed within ``timeout_s`` instead of hanging a thread. An error says whether opening the
 source again may help (:attr:`~pitchside.errors.SourceError.retryable`): a camera that does
 not answer, refuses or drops out may come back; a 401, 403 or 404 will not. Messages name
@@ -42,30 +42,46 @@ class MediaClock:
     """
 
     def __init__(self) -> None:
-        self._offset_ns: int | None = None
-        self._last_raw_ns: int | None = None
-        self._last_ns: int | None = None
+        self._offset_ns: int | None = None  # container time -> media time, this connection
+        self._last_raw_ns: int | None = None  # the last container timestamp, this connection
+        self._in_connection = False  # a frame of this connection was mapped
+        self._last_ns: int | None = None  # the last media time given out, any connection
         self._last_mono_ns = 0
 
     def new_connection(self) -> None:
-        self._offset_ns = None
-        self._last_raw_ns = None
+        self._offset_ns, self._last_raw_ns, self._in_connection = None, None, False
 
     def media_time(self, raw_ns: int | None, step_ns: int) -> int:
-        """The media time of a frame whose container timestamp is ``raw_ns`` (None: none)."""
+        """The media time of a frame whose container timestamp is ``raw_ns`` (None: none).
+
+        A frame without a timestamp is one step after the frame before it (a camera's first
+        frame often has none).
+        """
         now = time.monotonic_ns()
-        if raw_ns is None:
-            raw_ns = self._last_raw_ns + step_ns if self._last_raw_ns is not None else 0
-        if self._offset_ns is None:
-            start = 0
-            if self._last_ns is not None:
-                start = self._last_ns + max(step_ns, now - self._last_mono_ns)
-            self._offset_ns = start - raw_ns
-        pts_ns = raw_ns + self._offset_ns
+        if raw_ns is None and self._last_raw_ns is not None:
+            raw_ns = self._last_raw_ns + step_ns
+        if raw_ns is not None and self._offset_ns is None:
+            target = self._next_ns(step_ns) if self._in_connection else self._start(now, step_ns)
+            self._offset_ns = target - raw_ns
+        if raw_ns is None or self._offset_ns is None:  # nothing to go by yet
+            pts_ns = self._next_ns(step_ns) if self._in_connection else self._start(now, step_ns)
+        else:
+            pts_ns = raw_ns + self._offset_ns
         if self._last_ns is not None and pts_ns <= self._last_ns:
             pts_ns = self._last_ns + 1  # a camera's clock stepped back: never go back with it
+        self._in_connection = True
         self._last_raw_ns, self._last_ns, self._last_mono_ns = raw_ns, pts_ns, now
         return pts_ns
+
+    def _next_ns(self, step_ns: int) -> int:
+        return (self._last_ns or 0) + step_ns
+
+    def _start(self, now_ns: int, step_ns: int) -> int:
+        """Where a connection's media time starts: 0, or after the last frame of the one
+        before by the wall time in between (at least a frame)."""
+        if self._last_ns is None:
+            return 0
+        return self._last_ns + max(step_ns, now_ns - self._last_mono_ns)
 
 
 def open_container(
@@ -79,9 +95,11 @@ def open_container(
     """
     options: dict[str, str] = {}
     if target.lower().startswith(("rtsp://", "rtsps://")):
+        # Not fflags=nobuffer: it drops the packets read while FFmpeg probes the stream, the
+        # first keyframe among them, so decoding waits for the next one (6.8 s instead of
+        # 1.1 s to the first frame on the test clip, whose only keyframe is its first).
         options = {
             "rtsp_transport": transport,
-            "fflags": "nobuffer",  # hand frames on as they arrive
             "flags": "low_delay",
             "max_delay": "500000",  # us of reordering at most (UDP)
         }

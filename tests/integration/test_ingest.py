@@ -124,8 +124,8 @@ class Ingest:
 IngestFactory = Callable[..., Awaitable[Ingest]]
 
 
-@pytest.fixture
-async def make_ingest(redis: Redis, settings: Settings) -> AsyncIterator[IngestFactory]:
+@pytest.fixture(name="make_ingest")  # another name, so that other modules can import it
+async def make_ingest_fixture(redis: Redis, settings: Settings) -> AsyncIterator[IngestFactory]:
     """``await make_ingest(**settings_changes)`` starts a service; teardown stops it."""
     started: list[Ingest] = []
 

@@ -15,6 +15,7 @@ import websockets
 from gateway.protocol import decode_binary
 from tests.conftest import CLIP
 from tests.integration.conftest import Stack
+from tests.integration.rtsp import RtspServer, rtsp_server_fixture  # noqa: F401
 
 pytestmark = pytest.mark.slow
 
@@ -98,3 +99,27 @@ async def test_bad_source_is_refused_and_marked_failed_without_disturbing_a_live
                 await ws.recv()
     assert closed.value.rcvd.code == 4404 and "nobody" in closed.value.rcvd.reason
     json.dumps(listed)  # the registry entries are plain JSON
+
+
+async def test_rtsp_camera_flows_through_the_stack_to_a_websocket_with_detections(
+    stack: Stack, rtsp_server: RtspServer
+) -> None:
+    # given the real clip served by a real RTSP server, behind credentials it does not need
+    url = rtsp_server.url("/clip")
+    # when it is started through the API, as a camera
+    response = await asyncio.to_thread(
+        lambda: httpx.post(
+            f"{stack.base_url}/api/streams", json={"source": url, "id": "cam"}, timeout=30
+        )
+    )
+    assert response.status_code == 201, response.text
+    # then a viewer receives its frames, in order, with people detected on the pitch
+    frames = await collect(f"{stack.ws_url}/ws/streams/cam", WANT_FRAMES)
+    seqs = [meta["seq"] for meta, _ in frames]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs), seqs
+    assert all((meta["w"], meta["h"]) == (848, 478) for meta, _ in frames)
+    people = [sum(d["label"] == "person" for d in meta["detections"]) for meta, _ in frames]
+    assert np.median(people) >= 5, people
+    info = httpx.get(f"{stack.base_url}/api/streams/cam", timeout=5).json()
+    assert info["state"] == "live" and info["reconnects"] == 0, info
+    assert httpx.delete(f"{stack.base_url}/api/streams/cam", timeout=30).status_code == 204

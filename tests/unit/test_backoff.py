@@ -59,3 +59,11 @@ def test_media_clock_holds_when_a_camera_clock_steps_back() -> None:
     a = clock.media_time(1_000 * MS, 40 * MS)
     b = clock.media_time(500 * MS, 40 * MS)  # the camera's clock jumped back within a session
     assert b > a
+
+
+def test_media_clock_places_a_first_frame_without_timestamp_one_step_before_the_next() -> None:
+    # given a camera whose first frame has no timestamp (PyAV over RTSP), then 7 s, 7.04 s...
+    clock = MediaClock()
+    times = [clock.media_time(ts, 40 * MS) for ts in (None, 7_000 * MS, 7_040 * MS)]
+    # then the timed frames follow the untimed one a frame apart, from 0
+    assert times == [0, 40 * MS, 80 * MS]
