@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from ingest.runner import StreamRunner
-from ingest.sources import SourceInfo, parse, probe_in_thread
+from ingest.sources import SourceInfo, SourceSpec, parse, probe_in_thread
 from pitchside import registry
 from pitchside.embedded_redis import redis_url_or_embedded
 from pitchside.errors import (
@@ -175,6 +175,7 @@ class IngestService:
             if known.state.active:
                 raise StreamExistsError(f"stream {sid!r} is already {known.state.value}")
         info = StreamInfo(sid=sid, source=redact_url(msg.source), mode=msg.mode, loop=msg.loop)
+        spec: SourceSpec | None = None
         probed: SourceInfo | None = None
         try:
             spec = parse(
@@ -185,7 +186,7 @@ class IngestService:
             )
             probed = await probe_in_thread(spec)
         except SourceError as exc:
-            if not (exc.retryable and spec.kind.reconnects):
+            if spec is None or not (exc.retryable and spec.kind.reconnects):
                 info.state, info.error = StreamState.FAILED, str(exc)
                 await registry.put(self._redis, info)
                 log.warning("stream %s refused: %s", sid, exc, extra=extra)
