@@ -195,6 +195,27 @@ async def test_start_stream_answers_201_with_location_when_ingest_accepts(
     assert msg.source == "/videos/match.mp4" and msg.mode is Mode.ANALYSE and msg.loop is True
 
 
+@pytest.mark.parametrize(("given", "sent"), [({}, ""), ({"rtsp_transport": "udp"}, "udp")])
+async def test_start_stream_passes_the_rtsp_transport_on_to_ingest(
+    client: httpx.AsyncClient, ingest: FakeIngest, given: dict[str, str], sent: str
+) -> None:
+    # given a camera started with or without a transport of its own
+    body = {"source": "rtsp://cam.local/live", "id": "cam-1", **given}
+    # when the stream is started, then ingest gets it ("" is ingest's default)
+    resp = await client.post("/api/streams", json=body)
+    assert resp.status_code == 201, resp.text
+    assert ingest.received[0].transport == sent
+
+
+async def test_start_stream_refuses_an_unknown_rtsp_transport_with_422(
+    client: httpx.AsyncClient, ingest: FakeIngest
+) -> None:
+    body = {"source": "rtsp://cam.local/live", "rtsp_transport": "sctp"}
+    resp = await client.post("/api/streams", json=body)
+    assert resp.status_code == 422 and "rtsp_transport" in resp.json()["detail"], resp.text
+    assert ingest.received == [], "nothing reached ingest"
+
+
 async def test_start_stream_generates_a_12_hex_id_when_none_is_given(
     client: httpx.AsyncClient, ingest: FakeIngest
 ) -> None:
