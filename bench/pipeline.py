@@ -301,7 +301,7 @@ async def _watch(
 def _pipeline_settings(settings: Settings, config: BenchConfig, data_dir: Path) -> Settings:
     return settings.replace(
         model=str(config.model), imgsz=config.imgsz, threads=config.threads, port=0,
-        data_dir=data_dir, redis_url=None,
+        data_dir=data_dir, redis_url=None, media_allow=(str(config.clip),),
     )  # fmt: skip
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from ingest.access import check_allowed
 from ingest.runner import StreamRunner
 from ingest.sources import SourceInfo, SourceSpec, parse, probe_in_thread
 from pitchside import registry
@@ -178,11 +179,14 @@ class IngestService:
         spec: SourceSpec | None = None
         probed: SourceInfo | None = None
         try:
-            spec = parse(
-                msg.source,
-                loop=msg.loop,
-                transport=msg.transport or self._settings.rtsp_transport,
-                timeout_s=self._settings.source_timeout_s,
+            spec = check_allowed(
+                parse(
+                    msg.source,
+                    loop=msg.loop,
+                    transport=msg.transport or self._settings.rtsp_transport,
+                    timeout_s=self._settings.source_timeout_s,
+                ),
+                self._settings,
             )
             probed = await probe_in_thread(spec)
         except SourceError as exc:

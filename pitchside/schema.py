@@ -153,6 +153,11 @@ class StreamState(StrEnum):
     def active(self) -> bool:
         return self in (StreamState.CONNECTING, StreamState.LIVE, StreamState.RECONNECTING)
 
+    @classmethod
+    def _missing_(cls, value: object) -> StreamState | None:
+        # Registry entries written before CONNECTING had its name still read as it.
+        return cls.CONNECTING if value == "starting" else None
+
 
 @dataclass(slots=True)
 class StreamInfo:

@@ -37,6 +37,9 @@ def default_model_path() -> Path:
 
 
 RTSP_TRANSPORTS = ("tcp", "udp")
+#: What a source given to the API may be: URL schemes, ``file`` for a path in the media
+#: folder, ``device`` for a local camera (/dev/videoN).
+SOURCE_SCHEMES = ("file", "rtsp", "rtsps", "http", "https", "device")
 
 
 def check_imgsz(value: int, name: str = "PITCHSIDE_IMGSZ") -> int:
@@ -85,6 +88,9 @@ class Settings:
     reconnect_initial_s: float = 0.5  # PITCHSIDE_RECONNECT_INITIAL_S; first backoff
     reconnect_max_s: float = 10.0  # PITCHSIDE_RECONNECT_MAX_S; the backoff's cap
     rtsp_transport: str = "tcp"  # PITCHSIDE_RTSP_TRANSPORT; tcp or udp, per stream too
+    source_schemes: tuple[str, ...] = SOURCE_SCHEMES  # PITCHSIDE_SOURCE_SCHEMES; what may open
+    media_dir: Path | None = None  # PITCHSIDE_MEDIA_DIR; None: <data_dir>/media
+    media_allow: tuple[str, ...] = ()  # PITCHSIDE_MEDIA_ALLOW; files allowed besides the folder
 
     # Workers
     model: str | None = None  # PITCHSIDE_MODEL; None serves models/pitchside-football.onnx
@@ -111,6 +117,11 @@ class Settings:
     def model_uri(self) -> str:
         """The model to serve: ``PITCHSIDE_MODEL`` or the project's default detector."""
         return self.model or str(default_model_path())
+
+    @property
+    def media_root(self) -> Path:
+        """The folder local files given to the API must be in (``PITCHSIDE_MEDIA_DIR``)."""
+        return self.media_dir or self.data_dir / "media"
 
     @property
     def tracking_uri(self) -> str:
@@ -157,6 +168,11 @@ class Settings:
             reconnect_initial_s=r.get("PITCHSIDE_RECONNECT_INITIAL_S", float, 0.5, lo=0.01),
             reconnect_max_s=r.get("PITCHSIDE_RECONNECT_MAX_S", float, 10.0, lo=0.01, hi=3600.0),
             rtsp_transport=r.choice("PITCHSIDE_RTSP_TRANSPORT", RTSP_TRANSPORTS, "tcp"),
+            source_schemes=r.choices("PITCHSIDE_SOURCE_SCHEMES", SOURCE_SCHEMES),
+            media_dir=Path(env["PITCHSIDE_MEDIA_DIR"]) if env.get("PITCHSIDE_MEDIA_DIR") else None,
+            media_allow=tuple(
+                p for p in env.get("PITCHSIDE_MEDIA_ALLOW", "").split(os.pathsep) if p
+            ),
             model=env.get("PITCHSIDE_MODEL") or None,
             workers=r.get("PITCHSIDE_WORKERS", int, 1, lo=0, hi=256),
             conf=r.get("PITCHSIDE_CONF", float, 0.25, lo=0.0, hi=1.0),
@@ -218,6 +234,17 @@ class _Reader:
             bounds = f"at least {lo}" if hi is None else f"between {lo} and {hi}"
             raise SettingsError(f"{name} must be {bounds}, got {raw!r}")
         return value
+
+    def choices(self, name: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
+        """A comma list of some of ``allowed`` (all of them when unset), without regard to case."""
+        raw = self._env.get(name)
+        if raw is None or not raw.strip():
+            return allowed
+        picked = [p.strip().lower() for p in raw.split(",") if p.strip()]
+        unknown = [p for p in picked if p not in allowed]
+        if unknown or not picked:
+            raise SettingsError(f"{name} must be a comma list of {', '.join(allowed)}, got {raw!r}")
+        return tuple(dict.fromkeys(picked))
 
     def choice(self, name: str, allowed: tuple[str, ...], default: str) -> str:
         """One of ``allowed``, matched without regard to case."""

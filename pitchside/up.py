@@ -115,8 +115,18 @@ def check_port(host: str, port: int) -> str | None:
     return None
 
 
-def child_specs(settings: Settings, redis_url: str, base_env: Mapping[str, str]) -> list[ChildSpec]:
-    """The gateway, ingest and ``settings.workers`` workers, in start order."""
+def child_specs(
+    settings: Settings,
+    redis_url: str,
+    base_env: Mapping[str, str],
+    operator_files: Sequence[str] = (),
+) -> list[ChildSpec]:
+    """The gateway, ingest and ``settings.workers`` workers, in start order.
+
+    ``operator_files`` are local videos named on the command line (``--source``): ingest may
+    open them wherever they are, besides the media folder (``PITCHSIDE_MEDIA_ALLOW``).
+    """
+    allow = [*settings.media_allow, *operator_files]
     env = {
         **base_env,
         "REDIS_URL": redis_url,
@@ -125,6 +135,7 @@ def child_specs(settings: Settings, redis_url: str, base_env: Mapping[str, str])
         "PITCHSIDE_MODEL": settings.model_uri,  # the one check_model accepted
         "PITCHSIDE_WORKERS": str(settings.workers),
         "PYTHONUNBUFFERED": "1",  # log lines reach the terminal as they are written
+        "PITCHSIDE_MEDIA_ALLOW": os.pathsep.join(allow),
     }
     python = sys.executable
     specs = [
@@ -194,11 +205,13 @@ async def _up(
         redis_url = settings.redis_url or redis.start()  # type: ignore[union-attr]
         if stop.is_set():
             return ExitCode.OK
+        source = _absolute_source(args.source) if args.source else None
+        local = [source] if source is not None and "://" not in source else []
         return await run_stack(
-            child_specs(settings, redis_url, base_env),
+            child_specs(settings, redis_url, base_env, local),
             public_url(settings.host, settings.port),
             stop,
-            source=_absolute_source(args.source) if args.source else None,
+            source=source,
             loop_source=args.loop,
             ready_timeout_s=args.ready_timeout,
         )

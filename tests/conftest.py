@@ -62,9 +62,12 @@ async def redis(redis_url: str) -> AsyncIterator[Redis]:
 @pytest.fixture
 def settings(redis_url: str, tmp_path: Path) -> Settings:
     """Settings for one test: the session's Redis, a private data dir, the COCO test model."""
+    # media_dir "/": tests start streams from any path, as an operator may (test_source_access
+    # checks the media folder itself).
     return Settings.from_env({}).replace(
-        redis_url=redis_url, data_dir=tmp_path / "data", model=str(COCO_ONNX), port=0
-    )
+        redis_url=redis_url, data_dir=tmp_path / "data", model=str(COCO_ONNX), port=0,
+        media_dir=Path("/"),
+    )  # fmt: skip
 
 
 @pytest.fixture

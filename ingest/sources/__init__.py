@@ -29,6 +29,7 @@ from pitchside.errors import SourceError
 from pitchside.redact import redact_url
 
 __all__ = [
+    "FILE",
     "SCHEMES",
     "DecodedFrame",
     "MediaClock",
@@ -77,6 +78,7 @@ class SourceSpec:
     """A parsed source: what to open, how, and how to name it."""
 
     kind: SourceKind
+    scheme: str  # the URL's scheme; "file" for a path, "device" for /dev/videoN
     target: str  # path or URL as given, credentials included: never log it
     shown: str  # the same with credentials redacted
     loop: bool = False  # files: start over at the end
@@ -155,6 +157,7 @@ def parse(
     match = _URL.match(source)
     if match is None:
         kind = DEVICE if _DEVICE.match(source) else FILE
+        scheme = kind.name
     else:
         scheme = match["scheme"].lower()
         if scheme not in SCHEMES:
@@ -165,7 +168,7 @@ def parse(
         kind = SCHEMES[scheme]
     if kind is FILE:
         local_path(source)  # a file URL naming another host is refused now
-    return SourceSpec(kind, source, redact_url(source), loop, transport, timeout_s)
+    return SourceSpec(kind, scheme, source, redact_url(source), loop, transport, timeout_s)
 
 
 def probe(spec: SourceSpec) -> SourceInfo:

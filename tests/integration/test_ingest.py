@@ -358,9 +358,9 @@ async def test_bad_sources_get_422_and_failed_while_another_stream_runs(
     text = tmp_path / "clip.mp4"
     text.write_text("not a video")
     cases = [
-        ("missing", tmp_path / "missing.mp4", "no such file"),
+        ("missing", tmp_path / "missing.mp4", "no video 'missing.mp4' in the media folder"),
         ("text", text, "not a video: clip.mp4"),
-        ("folder", tmp_path, "not a video"),
+        ("folder", tmp_path, f"no video {tmp_path.name!r} in the media folder"),
         ("ftp", "ftp://admin:hunter2@127.0.0.1/live", "ftp sources are not supported"),
     ]
     for sid, source, message in cases:

@@ -84,7 +84,7 @@ async def test_bad_source_is_refused_and_marked_failed_without_disturbing_a_live
     missing = await asyncio.to_thread(stack.start_stream, "missing", tmp_path / "nope.mp4")
     bogus = await asyncio.to_thread(stack.start_stream, "bogus", fake)
     # then each gets a 422 with a reason, and is listed as failed
-    assert missing.status_code == 422 and "no such file" in missing.json()["detail"]
+    assert missing.status_code == 422 and "no video 'nope.mp4'" in missing.json()["detail"]
     assert bogus.status_code == 422 and "not a video" in bogus.json()["detail"]
     listed = {s["sid"]: s for s in httpx.get(f"{stack.base_url}/api/streams").json()["streams"]}
     assert listed["missing"]["state"] == listed["bogus"]["state"] == "failed"

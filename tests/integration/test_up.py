@@ -26,7 +26,7 @@ import pytest
 
 from pitchside.supervisor import ChildSpec, RestartPolicy
 from pitchside.up import run_stack
-from tests.conftest import COCO_ONNX, require_asset
+from tests.conftest import CLIP, COCO_ONNX, require_asset
 from tests.integration.conftest import START_S
 
 MARK = "PITCHSIDE_TEST_MARK"
@@ -508,5 +508,32 @@ def test_up_exits_2_with_the_api_detail_when_the_source_is_missing(
         assert "was refused (HTTP 4" in up.err.read_text(), up.output()
         assert str(missing) in up.err.read_text()
         assert leftovers(mark) == {}, up.output()
+    finally:
+        up.close()
+
+
+@pytest.mark.slow
+def test_up_plays_the_file_named_on_its_command_line_outside_the_media_folder(
+    tmp_path: Path, mark: str, real_env: dict[str, str]
+) -> None:
+    # given the clip, which is not in the media folder (the default, <data dir>/media)
+    clip = require_asset(CLIP)
+    up = UpProcess(real_env, tmp_path, "--source", str(clip))
+    try:
+        # when up is started with it, then it starts the stream and the stream goes live
+        up.wait_for_output("pitchside is up")
+        assert "started stream" in up.out.read_text(), up.output()
+        base = f"http://127.0.0.1:{real_env['PITCHSIDE_PORT']}"
+        deadline = time.monotonic() + WAIT_S
+        while (streams := httpx.get(f"{base}/api/streams", timeout=5).json()["streams"]) and (
+            streams[0]["state"] != "live"
+        ):
+            assert time.monotonic() < deadline, streams
+            time.sleep(0.1)
+        assert streams and streams[0]["source"] == str(clip)
+        # and another file beside it is still refused through the API
+        other = {"source": str(clip.with_name("other.mp4"))}
+        refused = httpx.post(f"{base}/api/streams", json=other, timeout=30)
+        assert refused.status_code == 422 and "media folder" in refused.json()["detail"]
     finally:
         up.close()

@@ -226,3 +226,10 @@ def test_validate_sid(sid: str, valid: bool) -> None:
 def test_stream_state_active_is_connecting_live_or_reconnecting() -> None:
     active = {s for s in StreamState if s.active}
     assert active == {StreamState.CONNECTING, StreamState.LIVE, StreamState.RECONNECTING}
+
+
+def test_stream_state_reads_the_old_name_of_connecting() -> None:
+    # an entry an older build wrote, before STARTING became CONNECTING, still reads
+    assert StreamState("starting") is StreamState.CONNECTING
+    with pytest.raises(ValueError):
+        StreamState("warming")
