@@ -8,6 +8,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
+from training.evaluate import box_iou  # the matching the evaluation itself uses
+
 #: Metadata of a valid two-class Ultralytics detection export.
 TWO_CLASSES = {"names": "{0: 'player', 1: 'ball'}", "task": "detect", "stride": "32"}
 
@@ -53,17 +55,6 @@ def tiny_onnx(
     return path
 
 
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``(N, 4)`` x ``(M, 4)`` xyxy -> ``(N, M)`` IoU."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(axis=2)
-    area_a = (a[:, 2:] - a[:, :2]).prod(axis=1)
-    area_b = (b[:, 2:] - b[:, :2]).prod(axis=1)
-    iou: np.ndarray = inter / (area_a[:, None] + area_b[None, :] - inter)
-    return iou
-
-
 def greedy_match(
     ours: np.ndarray, theirs: np.ndarray, min_iou: float = 0.0
 ) -> list[tuple[int, int, float]]:
@@ -71,7 +62,7 @@ def greedy_match(
     IoU above ``min_iou``."""
     if len(ours) == 0 or len(theirs) == 0:
         return []
-    iou = iou_matrix(ours, theirs)
+    iou = box_iou(ours, theirs)
     pairs: list[tuple[int, int, float]] = []
     while iou.size and iou.max() > min_iou:
         i, j = np.unravel_index(int(iou.argmax()), iou.shape)
