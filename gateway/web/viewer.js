@@ -100,6 +100,7 @@
       const state = document.createElement("span");
       state.className = `state state-${s.state}`;
       state.textContent = s.mode === "analyse" ? `${s.state} · analyse` : s.state;
+      if (s.reconnects) state.textContent += ` · ${s.reconnects} reconnect${s.reconnects > 1 ? "s" : ""}`;
       const del = document.createElement("button");
       del.className = "delete";
       del.type = "button";
