@@ -1,6 +1,6 @@
 """``pitchside bench``: the pipeline against its ceiling and against Ultralytics, on the real clip.
 
-Four sections, side by side in one run, on the same clip and the same model:
+Five sections, side by side in one run, on the same clip and the same model:
 
 (a) the bare engine (``onnxruntime``'s ``session.run``) on frames decoded and letterboxed
     beforehand: the ceiling (:mod:`bench.ceiling`);
@@ -9,12 +9,15 @@ Four sections, side by side in one run, on the same clip and the same model:
 (c) Ultralytics' own streaming loop ``YOLO(model).predict(source=clip, stream=True)``
     (:mod:`bench.ultra`);
 (d) live mode, paced at the clip's rate: latency from capture to WebSocket receipt, its
-    percentiles and its trend (:mod:`bench.pipeline`).
+    percentiles and its trend (:mod:`bench.pipeline`);
+(e) the clip from a real RTSP camera (GStreamer's RTSP server, needs Debian's
+    python3-gi and gst-rtsp-server): the same live latency, then ``--reconnects`` times the
+    time from the camera coming back to its first frame shown (:mod:`bench.cameras`).
 
 Sections (a), (b) and (c) run ``--rounds`` times, interleaved (a b c a b c ...), and each
 reports its median round: the speed of these shared machines drifts within a minute, and
 interleaving spreads that drift over all three instead of loading it onto one ratio. (d)
-runs once.
+and (e) run once.
 
 It prints one table, says which targets were met (:mod:`bench.report`) and
 writes every raw figure to JSON. It is a benchmark, not a test: a missed target still exits
@@ -46,13 +49,15 @@ if TYPE_CHECKING:  # imported when a run needs them: `pitchside --help` stays li
 
 REPO = Path(__file__).resolve().parents[1]
 CLIP_NAME = "08fd33_4.mp4"
-SECTIONS = ("a", "b", "c", "d")
+SECTIONS = ("a", "b", "c", "d", "e")
 ROUNDED = ("a", "b", "c")  # run --rounds times, interleaved
+ONCE = tuple(key for key in SECTIONS if key not in ROUNDED)  # run once, after the rounds
 TITLES = {
     "a": "the bare engine on pre-letterboxed frames (ceiling)",
     "b": "whole pipeline unpaced, ingest -> WebSocket",
     "c": "Ultralytics predict(stream=True)",
     "d": "live mode latency, capture -> WebSocket",
+    "e": "RTSP camera live latency and reconnection",
 }
 DEFAULT_ASSETS = REPO.parent / "shared" / "assets"
 
@@ -77,7 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--imgsz", type=imgsz_arg, default=640, help="long side of the input (640)")
     parser.add_argument(
         "--threads", type=int, default=usable_cores(),
-        help="inference threads: the worker's (PITCHSIDE_THREADS) in (a), (b), (d), ORT and "
+        help="inference threads: the worker's (PITCHSIDE_THREADS) in (a), (b), (d), (e), ORT and "
         "torch threads in (c) (default: the usable cores, %(default)s)",
     )  # fmt: skip
     parser.add_argument(
@@ -93,18 +98,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="times (a), (b) and (c) run, interleaved; each reports its median round (3)",
     )  # fmt: skip
     parser.add_argument(
-        "--live-seconds", type=float, default=60.0, help="measured seconds of (d) (60)"
+        "--live-seconds", type=float, default=60.0, help="measured seconds of (d) and (e) (60)"
     )
     parser.add_argument(
-        "--live-warmup", type=float, default=2.0, help="untimed seconds before (d)'s window (2)"
-    )
+        "--live-warmup", type=float, default=2.0,
+        help="untimed seconds before the window of (d) and (e) (2)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--reconnects", type=int, default=3,
+        help="times (e) stops its camera and starts it again, timing its return (3)",
+    )  # fmt: skip
     parser.add_argument(
         "--json", type=Path,
         help="where to write the results (default: bench-results/bench-<timestamp>.json)",
     )  # fmt: skip
     parser.add_argument(
-        "--only", default=",".join(SECTIONS), help="sections to run, e.g. a,b (default: a,b,c,d)"
-    )
+        "--only", default=",".join(SECTIONS),
+        help=f"sections to run, e.g. a,b (default: {','.join(SECTIONS)})",
+    )  # fmt: skip
     parser.add_argument("--verbose", action="store_true", help="log the services at INFO")
 
 
@@ -133,8 +144,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         for key in (k for k in config.sections if k in ROUNDED):
             label = f"round {n + 1}/{config.rounds}" if config.rounds > 1 else ""
             rounds[key].append(_section(key, config, settings, detectors, label))
-    if "d" in config.sections:
-        rounds["d"].append(_section("d", config, settings, detectors))
+    for key in (k for k in config.sections if k in ONCE):
+        rounds[key].append(_section(key, config, settings, detectors))
     sections = {key: _median_round(results) for key, results in rounds.items()}
     detector = detectors[0]
     targets = report.evaluate(sections)
@@ -153,6 +164,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             "live_seconds": config.live_seconds,
             "live_warmup_s": config.live_warmup_s,
             "rounds": config.rounds,
+            "reconnects": config.reconnects,
             "lanes": settings.lanes,
             "sections": list(config.sections),
             "conf": settings.conf,
@@ -186,11 +198,14 @@ def _configure(
     sections = tuple(s for s in SECTIONS if s in {p.strip() for p in args.only.split(",")})
     unknown = {p.strip() for p in args.only.split(",")} - set(SECTIONS)
     if unknown or not sections:
-        raise SettingsError(f"--only takes a comma list of a, b, c, d; got {args.only!r}")
+        raise SettingsError(
+            f"--only takes a comma list of {', '.join(SECTIONS)}; got {args.only!r}"
+        )
     for name, value, low in (
         ("--threads", args.threads, 1),
         ("--warmup", args.warmup, 0),
         ("--rounds", args.rounds, 1),
+        ("--reconnects", args.reconnects, 0),
     ):
         if value < low:
             raise SettingsError(f"{name} must be at least {low}, got {value}")
@@ -221,7 +236,7 @@ def _configure(
         clip=clip.resolve(), model=resolved.path.resolve(), imgsz=args.imgsz,
         threads=args.threads, frames=frames, warmup=args.warmup,
         live_seconds=args.live_seconds, live_warmup_s=args.live_warmup, sections=sections,
-        rounds=args.rounds,
+        rounds=args.rounds, reconnects=args.reconnects,
     )  # fmt: skip
     return config, settings, resolved
 
@@ -246,13 +261,15 @@ def _section(
     label: str = "",
 ) -> dict[str, Any]:
     """Run one section; its figures, or ``{"error": ...}`` when it could not run."""
-    from bench import ceiling, pipeline, ultra
+    from bench import cameras, ceiling, pipeline, ultra
 
+    timed = f"{config.live_seconds:g} s after {config.live_warmup_s:g} s warm-up"
     what = {
         "a": f"{config.frames} frames after {config.warmup} warm-up",
         "b": f"{config.frames} frames after {config.warmup} warm-up",
         "c": f"{config.frames} frames after {config.warmup} warm-up",
-        "d": f"{config.live_seconds:g} s after {config.live_warmup_s:g} s warm-up",
+        "d": timed,
+        "e": f"{timed}, then {config.reconnects} reconnections",
     }[key]
     _progress(f"({key}) {TITLES[key]}: {what}" + (f", {label}" if label else ""))
     load = os.getloadavg()[0]
@@ -270,8 +287,10 @@ def _section(
             result = pipeline.run_unpaced(config, settings, detectors)
         elif key == "c":
             result = ultra.run_ultralytics(config, settings.conf, settings.iou)
-        else:
+        elif key == "d":
             result = pipeline.run_live(config, settings, detectors)
+        else:
+            result = cameras.run_rtsp(config, settings, detectors)
     except BenchError as exc:
         result = {"error": str(exc)}
     except Exception as exc:  # a benchmark reports a broken section and goes on

@@ -136,12 +136,22 @@ class Stack:
                     raise BenchError(f"the stack did not become ready in {READY_TIMEOUT_S:g} s")
                 await asyncio.sleep(0.1)
 
-    async def start_stream(self, sid: str, clip: Path, mode: Mode) -> None:
-        body = {"source": str(clip.resolve()), "id": sid, "mode": mode.value, "loop": True}
+    async def start_stream(self, sid: str, source: str, mode: Mode, loop: bool = False) -> None:
+        """Start ``sid`` through the REST API (``loop``: a file starts again at its end)."""
+        body = {"source": source, "id": sid, "mode": mode.value, "loop": loop}
         async with httpx.AsyncClient(base_url=self.base_url, timeout=30) as http:
             resp = await http.post("/api/streams", json=body)
         if resp.status_code != 201:
             raise BenchError(f"starting the stream answered {resp.status_code}: {resp.text}")
+
+    async def stream_info(self, sid: str) -> dict[str, Any]:
+        """``GET /api/streams/{sid}``: the registry entry (``state``, ``reconnects``...)."""
+        async with httpx.AsyncClient(base_url=self.base_url, timeout=10) as http:
+            resp = await http.get(f"/api/streams/{sid}")
+        if resp.status_code != 200:
+            raise BenchError(f"GET /api/streams/{sid} answered {resp.status_code}: {resp.text}")
+        info: dict[str, Any] = resp.json()
+        return info
 
     async def gateway_drops(self) -> dict[str, float]:
         """``frames_dropped_total{stage="gateway"}`` by reason, from the gateway's /metrics."""
@@ -166,14 +176,18 @@ class Received:
     timings: dict[str, int]
 
 
-async def _messages(url: str) -> AsyncIterator[Received]:
-    """Frame messages of one viewer WebSocket, stamped on receipt, after its hello."""
+async def messages(url: str, silence_s: float = SILENCE_TIMEOUT_S) -> AsyncIterator[Received]:
+    """Frame messages of one viewer WebSocket, stamped on receipt, after its hello.
+
+    Raises:
+        BenchError: no message for ``silence_s``, the stream ended, or the socket closed.
+    """
     async with connect(url, max_size=None, open_timeout=10) as ws:
         while True:
             try:
-                data = await asyncio.wait_for(ws.recv(), SILENCE_TIMEOUT_S)
+                data = await asyncio.wait_for(ws.recv(), silence_s)
             except TimeoutError:
-                raise BenchError(f"no message for {SILENCE_TIMEOUT_S:g} s") from None
+                raise BenchError(f"no message for {silence_s:g} s") from None
             except ConnectionClosed as exc:
                 raise BenchError(f"the gateway closed the WebSocket: {exc}") from exc
             receipt_ns = time.time_ns()
@@ -264,18 +278,15 @@ def _delta(after: Mapping[str, float], before: Mapping[str, float]) -> dict[str,
 async def _watch(
     stack: Stack,
     sid: str,
-    mode: Mode,
-    config: BenchConfig,
     done: Callable[[list[Received]], bool],
     warm: Callable[[list[Received]], bool],
 ) -> tuple[list[Received], dict[str, Any]]:
-    """Start ``sid``, receive until ``done(window)``; the window opens when ``warm(all)``."""
-    await stack.start_stream(sid, config.clip, mode)
+    """Watch the started ``sid`` until ``done(window)``; the window opens when ``warm(all)``."""
     seen: list[Received] = []
     window: list[Received] = []
     counts: dict[str, Any] = {}
     async with _loop_lag() as lags:
-        async for msg in _messages(f"ws://127.0.0.1:{stack.port}/ws/streams/{sid}"):
+        async for msg in messages(f"ws://127.0.0.1:{stack.port}/ws/streams/{sid}"):
             seen.append(msg)
             if not counts and warm(seen):
                 counts = {
@@ -298,7 +309,8 @@ async def _watch(
     return window, extra
 
 
-def _pipeline_settings(settings: Settings, config: BenchConfig, data_dir: Path) -> Settings:
+def pipeline_settings(settings: Settings, config: BenchConfig, data_dir: Path) -> Settings:
+    """The environment's settings with the benchmark's model, threads, Redis and data folder."""
     return settings.replace(
         model=str(config.model), imgsz=config.imgsz, threads=config.threads, port=0,
         data_dir=data_dir, redis_url=None, media_allow=(str(config.clip),),
@@ -312,9 +324,10 @@ async def _unpaced(
     # the window at the same place in a burst.
     n = -(-config.frames // settings.batch_max) * settings.batch_max
     async with Stack(settings, detectors) as stack:
+        await stack.start_stream("bench-b", str(config.clip), Mode.ANALYSE, loop=True)
         window, extra = await _watch(
-            stack, "bench-b", Mode.ANALYSE, config,
-            done=lambda w: len(w) > n, warm=lambda seen: len(seen) > config.warmup,
+            stack, "bench-b", done=lambda w: len(w) > n,
+            warm=lambda seen: len(seen) > config.warmup,
         )  # fmt: skip
     elapsed = (window[-1].receipt_ns - window[0].receipt_ns) / 1e9
     latency = [(m.receipt_ns - m.ts_capture) / 1e6 for m in window]
@@ -331,9 +344,14 @@ async def _unpaced(
     }
 
 
-async def _live(
-    config: BenchConfig, settings: Settings, detectors: tuple[Detector, Detector]
-) -> dict[str, Any]:
+async def watch_live(stack: Stack, sid: str, config: BenchConfig) -> dict[str, Any]:
+    """Watch the started live stream ``sid`` for ``config.live_seconds`` after its warm-up.
+
+    Returns:
+        The figures of a live section: latency receipt - ``ts_capture`` (``latency_ms``
+        percentiles, its ``trend``), frames shown per second, frames missing at the client,
+        every ``[s, ms, seq]`` sample, and :func:`_watch`'s stage, worker and loop figures.
+    """
     state: dict[str, float] = {}
 
     def warm(seen: list[Received]) -> bool:
@@ -343,8 +361,7 @@ async def _live(
     def done(window: list[Received]) -> bool:
         return (window[-1].receipt_ns - window[0].receipt_ns) / 1e9 >= config.live_seconds
 
-    async with Stack(settings, detectors) as stack:
-        window, extra = await _watch(stack, "bench-d", Mode.LIVE, config, done=done, warm=warm)
+    window, extra = await _watch(stack, sid, done=done, warm=warm)
     t0 = window[0].receipt_ns
     times_s = [(m.receipt_ns - t0) / 1e9 for m in window]
     latency = [(m.receipt_ns - m.ts_capture) / 1e6 for m in window]
@@ -369,6 +386,14 @@ async def _live(
     }
 
 
+async def _live(
+    config: BenchConfig, settings: Settings, detectors: tuple[Detector, Detector]
+) -> dict[str, Any]:
+    async with Stack(settings, detectors) as stack:
+        await stack.start_stream("bench-d", str(config.clip), Mode.LIVE, loop=True)
+        return await watch_live(stack, "bench-d", config)
+
+
 def run_unpaced(
     config: BenchConfig, settings: Settings, detectors: tuple[Detector, Detector]
 ) -> dict[str, Any]:
@@ -378,7 +403,7 @@ def run_unpaced(
     and threads are the benchmark's, Redis is a private embedded one.
     """
     with tempfile.TemporaryDirectory(prefix="pitchside-bench-") as data_dir:
-        settings = _pipeline_settings(settings, config, Path(data_dir))
+        settings = pipeline_settings(settings, config, Path(data_dir))
         return run_async(_unpaced(config, settings, detectors))
 
 
@@ -387,5 +412,5 @@ def run_live(
 ) -> dict[str, Any]:
     """(d): live mode, paced; latency capture -> WebSocket receipt for ``live_seconds``."""
     with tempfile.TemporaryDirectory(prefix="pitchside-bench-") as data_dir:
-        settings = _pipeline_settings(settings, config, Path(data_dir))
+        settings = pipeline_settings(settings, config, Path(data_dir))
         return run_async(_live(config, settings, detectors))

@@ -16,6 +16,7 @@ P95_SLACK_MS = 50.0
 TREND_SLACK_MS = 10.0
 TREND_SLACK_SHARE = 0.10
 TARGET_NAMES = ("b_over_a", "b_over_c", "d_p95", "d_trend")
+INFORMATION = ("(information)", "")  # the target and result columns of a row without a target
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,23 +108,44 @@ def rows(sections: dict[str, dict[str, Any]], targets: list[Target]) -> list[tup
         figure = f"{by_name['b_over_c'].figure:.2f}" if "b_over_c" in by_name else "-"
         out.append(("(b) vs (c): b/c", figure, *verdict("b_over_c", "(c)")))
     if (d := section("d", "(d) live latency p50/p95/p99")) is not None:
-        lat = d["latency_ms"]
-        figure = f"{lat['p50_ms']:.0f} / {lat['p95_ms']:.0f} / {lat['p99_ms']:.0f} ms"
-        out.append(("(d) live latency p50/p95/p99", figure, *verdict("d_p95", "(d)")))
-        tr = d["trend"]
-        figure = (
-            f"{tr['first_median_ms']:.0f} -> {tr['last_median_ms']:.0f} ms "
-            f"({tr['slope_ms_per_min']:+.1f} ms/min)"
+        _live(out, "d", "live", d, verdict("d_p95", "(d)"), verdict("d_trend", "(d)"))
+    if (e := section("e", "(e) RTSP camera")) is not None:
+        _live(out, "e", "RTSP", e, INFORMATION, INFORMATION)
+        rec, backoff = e["recovery"], e["backoff"]
+        figure = f"{rec['n']} restarts"
+        if rec["n"]:
+            figure = f"median {rec['median_s']:.2f} s, max {rec['max_s']:.2f} s of {figure}"
+        figure += (
+            f" (backoff {backoff['reconnect_initial_s']:g} s doubling to "
+            f"{backoff['reconnect_max_s']:g} s)"
         )
-        out.append(
-            (f"(d) trend first/last {tr['window_s']:g} s", figure, *verdict("d_trend", "(d)"))
-        )
-        figure = (
-            f"{d['shown_fps']:.1f} fps shown; {d['worker'].get('skipped', '?')} skipped by "
-            f"the worker, {d['missing_frames']} missing at the client"
-        )
-        out.append(("(d) frames", figure, "(information)", ""))
+        out.append(("(e) camera back -> frame shown", figure, *INFORMATION))
     return out
+
+
+def _live(
+    out: list[tuple[str, ...]],
+    key: str,
+    what: str,
+    section: dict[str, Any],
+    p95: tuple[str, str],
+    trend: tuple[str, str],
+) -> None:
+    """The rows of a live section: latency percentiles, its trend, frames shown."""
+    lat = section["latency_ms"]
+    figure = f"{lat['p50_ms']:.0f} / {lat['p95_ms']:.0f} / {lat['p99_ms']:.0f} ms"
+    out.append((f"({key}) {what} latency p50/p95/p99", figure, *p95))
+    tr = section["trend"]
+    figure = (
+        f"{tr['first_median_ms']:.0f} -> {tr['last_median_ms']:.0f} ms "
+        f"({tr['slope_ms_per_min']:+.1f} ms/min)"
+    )
+    out.append((f"({key}) trend first/last {tr['window_s']:g} s", figure, *trend))
+    figure = (
+        f"{section['shown_fps']:.1f} fps shown; {section['worker'].get('skipped', '?')} "
+        f"skipped by the worker, {section['missing_frames']} missing at the client"
+    )
+    out.append((f"({key}) frames", figure, *INFORMATION))
 
 
 def _rounds(out: list[tuple[str, ...]], section: dict[str, Any]) -> None:

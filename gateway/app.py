@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import pitchside
-from gateway import routes_health, routes_streams, routes_workers, ws
+from gateway import routes_health, routes_streams, routes_whip, routes_workers, ws
 from gateway.hub import Hub
 from gateway.metrics import Metrics
 from pitchside.errors import PitchsideError, SettingsError
@@ -84,6 +84,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(routes_streams.router)
     app.include_router(routes_health.router)
     app.include_router(routes_workers.router)
+    app.include_router(routes_whip.router)
     app.include_router(ws.router)
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
 

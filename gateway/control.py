@@ -13,7 +13,16 @@ import uuid
 
 from redis.asyncio import Redis
 
-from pitchside.errors import IngestUnavailableError
+from pitchside.errors import (
+    ForbiddenError,
+    IngestRefusedError,
+    IngestUnavailableError,
+    InvalidRequestError,
+    OfferError,
+    SourceError,
+    StreamExistsError,
+    StreamNotFoundError,
+)
 from pitchside.redact import redact_url
 from pitchside.schema import CONTROL_KEY, Command, ControlMsg, ControlReply, Mode, reply_key
 
@@ -22,6 +31,23 @@ log = logging.getLogger(__name__)
 # Commands are few and ingest reads them at once; the bound only stops a dead ingest from
 # letting the control stream grow without end.
 CONTROL_MAXLEN = 1000
+
+
+# The error code a refusal's status stands for (the reply carries only the status).
+_CODES = {
+    e.status: e.code
+    for e in (
+        OfferError, ForbiddenError, InvalidRequestError, SourceError, StreamNotFoundError,
+        StreamExistsError, IngestUnavailableError,
+    )
+}  # fmt: skip
+
+
+def refused(reply: ControlReply) -> IngestRefusedError:
+    """The error to answer with for ingest's refusal ``reply``."""
+    status = reply.status if 400 <= reply.status <= 599 else 502
+    code = _CODES.get(status, "ingest_error")
+    return IngestRefusedError(reply.error or f"ingest refused the command ({status})", status, code)
 
 
 def new_request_id() -> str:
@@ -69,7 +95,17 @@ async def start(
     return await send_command(redis, msg, timeout_s)
 
 
-async def stop(redis: Redis, sid: str, timeout_s: float) -> ControlReply:
-    """Ask ingest to stop stream ``sid``."""
-    msg = ControlMsg(cmd=Command.STOP, sid=sid, request_id=new_request_id())
+async def stop(redis: Redis, sid: str, timeout_s: float, session: str = "") -> ControlReply:
+    """Ask ingest to stop stream ``sid`` (only if WHIP session ``session`` runs it, if given)."""
+    msg = ControlMsg(cmd=Command.STOP, sid=sid, request_id=new_request_id(), session=session)
+    return await send_command(redis, msg, timeout_s)
+
+
+async def publish(
+    redis: Redis, sid: str, session: str, offer: str, timeout_s: float
+) -> ControlReply:
+    """Hand a WebRTC publisher's SDP ``offer`` to ingest; its reply carries the answer."""
+    msg = ControlMsg(
+        cmd=Command.PUBLISH, sid=sid, request_id=new_request_id(), sdp=offer, session=session
+    )
     return await send_command(redis, msg, timeout_s)

@@ -20,14 +20,11 @@ from pitchside import registry
 from pitchside.errors import (
     IngestUnavailableError,
     InvalidRequestError,
-    PitchsideError,
-    SourceError,
     StreamExistsError,
     StreamNotFoundError,
 )
 from pitchside.redact import redact_url
 from pitchside.schema import (
-    ControlReply,
     Mode,
     StreamInfo,
     dets_key,
@@ -77,30 +74,6 @@ class StartRequest(BaseModel):
 
 class StreamList(BaseModel):
     streams: list[StreamInfo]
-
-
-class IngestRefusedError(PitchsideError):
-    """Ingest answered a command with an error; carries the status ingest asked for."""
-
-    def __init__(self, message: str, status: int, code: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-
-
-_CODES = {
-    e.status: e.code
-    for e in (
-        InvalidRequestError, SourceError, StreamNotFoundError, StreamExistsError,
-        IngestUnavailableError,
-    )
-}  # fmt: skip
-
-
-def _refused(reply: ControlReply) -> IngestRefusedError:
-    status = reply.status if 400 <= reply.status <= 599 else 502
-    code = _CODES.get(status, "ingest_error")
-    return IngestRefusedError(reply.error or f"ingest refused the command ({status})", status, code)
 
 
 def _state(request: Request) -> State:
@@ -155,7 +128,7 @@ async def start_stream(body: StartRequest, request: Request, response: Response)
     metrics.control.labels(cmd="start", result="ok" if reply.ok else "refused").inc()
     if not reply.ok:
         log.info("ingest refused stream %s: %s", sid, reply.error, extra={"sid": sid})
-        raise _refused(reply)
+        raise control.refused(reply)
     try:
         info = await registry.get(redis, sid)
     except StreamNotFoundError:  # ingest should have written it before replying; be lenient
@@ -188,7 +161,7 @@ async def delete_stream(sid: str, request: Request) -> Response:
         else:
             metrics.control.labels(cmd="stop", result="ok" if reply.ok else "refused").inc()
             if not reply.ok and reply.status != 404:  # 404: ingest no longer runs it; fine
-                raise _refused(reply)
+                raise control.refused(reply)
     closed = await state["hub"].close_stream(sid, DELETED)
     await registry.remove(redis, sid)
     await redis.delete(frames_key(sid), dets_key(sid), tracks_key(sid))

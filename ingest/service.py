@@ -21,9 +21,14 @@ from redis.exceptions import ResponseError
 from ingest.access import check_allowed
 from ingest.runner import StreamRunner
 from ingest.sources import SourceInfo, SourceSpec, parse, probe_in_thread
+from ingest.sources.webrtc import SCHEME as WHIP_SCHEME
+from ingest.sources.webrtc import SHOWN as WHIP_SHOWN
+from ingest.sources.webrtc import WhipPeer, restrict_host_addresses
 from pitchside import registry
 from pitchside.embedded_redis import redis_url_or_embedded
 from pitchside.errors import (
+    ForbiddenError,
+    InvalidRequestError,
     PitchsideError,
     SchemaError,
     SourceError,
@@ -40,6 +45,7 @@ from pitchside.schema import (
     Command,
     ControlMsg,
     ControlReply,
+    Mode,
     StreamInfo,
     StreamState,
     now_ns,
@@ -61,6 +67,7 @@ READ_COUNT = 16
 class _Running:
     runner: StreamRunner
     task: asyncio.Task[StreamState]
+    session: str = ""  # a WebRTC publisher's WHIP session; "" for other sources
 
 
 class IngestService:
@@ -153,6 +160,8 @@ class IngestService:
         try:
             if msg.cmd is Command.START:
                 return await self._start(msg)
+            if msg.cmd is Command.PUBLISH:
+                return await self._publish(msg)
             return await self._stop(msg)
         except PitchsideError as exc:
             return ControlReply(ok=False, error=str(exc), status=exc.status)
@@ -166,15 +175,33 @@ class IngestService:
 
     # -- commands ----------------------------------------------------------------------------
 
-    async def _start(self, msg: ControlMsg) -> ControlReply:
-        sid = validate_sid(msg.sid)
-        extra = {"sid": sid}
+    async def _check_free(self, sid: str) -> None:
+        """Raise StreamExistsError (409) when ``sid`` runs, here or in another ingest."""
         if sid in self._runs:
             raise StreamExistsError(f"stream {sid!r} is already running")
         with contextlib.suppress(StreamNotFoundError):
             known = await registry.get(self._redis, sid)
             if known.state.active:
                 raise StreamExistsError(f"stream {sid!r} is already {known.state.value}")
+
+    def _run(self, runner: StreamRunner, peer: WhipPeer | None = None) -> None:
+        sid = runner.sid
+
+        async def run() -> StreamState:
+            try:
+                return await runner.run()
+            finally:
+                if peer is not None:
+                    await peer.close()
+
+        task = asyncio.create_task(run(), name=f"ingest-stream-{sid}")
+        self._runs[sid] = _Running(runner, task, peer.session if peer else "")
+        task.add_done_callback(lambda done: self._forget(sid, done))
+
+    async def _start(self, msg: ControlMsg) -> ControlReply:
+        sid = validate_sid(msg.sid)
+        extra = {"sid": sid}
+        await self._check_free(sid)
         info = StreamInfo(sid=sid, source=redact_url(msg.source), mode=msg.mode, loop=msg.loop)
         spec: SourceSpec | None = None
         probed: SourceInfo | None = None
@@ -199,10 +226,7 @@ class IngestService:
             info.error = str(exc)
             log.warning("stream %s accepted, its camera not answering: %s", sid, exc, extra=extra)
         await registry.put(self._redis, info)
-        runner = StreamRunner(self._redis, self._settings, info, spec, probed)
-        task = asyncio.create_task(runner.run(), name=f"ingest-stream-{sid}")
-        self._runs[sid] = _Running(runner, task)
-        task.add_done_callback(lambda done: self._forget(sid, done))
+        self._run(StreamRunner(self._redis, self._settings, info, spec, probed))
         shape = f"{probed.width}x{probed.height} {probed.codec}" if probed else "not probed"
         log.info(
             "stream %s accepted: %s (%s), %s, %s",
@@ -210,9 +234,33 @@ class IngestService:
         )  # fmt: skip
         return ControlReply(ok=True, status=201)
 
+    async def _publish(self, msg: ControlMsg) -> ControlReply:
+        """Answer a WebRTC publisher's offer and run its video as stream ``msg.sid``."""
+        sid = validate_sid(msg.sid)
+        if WHIP_SCHEME not in self._settings.source_schemes:
+            raise ForbiddenError("WebRTC publishing is turned off here (PITCHSIDE_SOURCE_SCHEMES)")
+        if not msg.session:
+            raise InvalidRequestError("a publish command needs a session id")
+        await self._check_free(sid)
+        restrict_host_addresses(self._settings.ice_addresses)
+        peer = WhipPeer(self._settings, sid, msg.session)
+        try:
+            answer = await peer.answer(msg.sdp)
+        except BaseException:
+            await peer.close()
+            raise
+        info = StreamInfo(sid=sid, source=WHIP_SHOWN, mode=Mode.LIVE)
+        await registry.put(self._redis, info)
+        self._run(StreamRunner(self._redis, self._settings, info, peer.spec), peer)
+        log.info("stream %s accepted: a WebRTC publisher", sid, extra={"sid": sid})
+        return ControlReply(ok=True, status=201, sdp=answer)
+
     async def _stop(self, msg: ControlMsg) -> ControlReply:
         sid = validate_sid(msg.sid)
         running = self._runs.get(sid)
+        if msg.session and (running is None or running.session != msg.session):
+            # A WHIP DELETE: only its own session may be ended, and one that is over is gone.
+            raise StreamNotFoundError(f"no WHIP session {msg.session!r} runs stream {sid!r}")
         if running is not None:
             await self._stop_stream(running)
             return ControlReply(ok=True, status=200)

@@ -50,6 +50,20 @@ class InvalidRequestError(PitchsideError):
     code = "invalid_request"
 
 
+class OfferError(InvalidRequestError):
+    """A WebRTC publisher's SDP offer is malformed or sends no video we can decode."""
+
+    status = 400
+    code = "bad_offer"
+
+
+class ForbiddenError(PitchsideError):
+    """The operator turned off what the request asks for."""
+
+    status = 403
+    code = "forbidden"
+
+
 class DatasetError(InvalidRequestError):
     """A training or evaluation data set is missing, unreadable or not YOLO-format."""
 

@@ -324,6 +324,7 @@ class DetsMsg:
 class Command(StrEnum):
     START = "start"
     STOP = "stop"
+    PUBLISH = "publish"  # a WHIP offer: ingest answers it and runs the peer's video as a stream
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,6 +338,8 @@ class ControlMsg:
     mode: Mode = Mode.LIVE
     loop: bool = False
     transport: str = ""  # RTSP: "tcp" or "udp"; "" for ingest's default
+    sdp: str = ""  # PUBLISH: the publisher's SDP offer
+    session: str = ""  # PUBLISH: the new WHIP session's id; STOP: stop only that session
 
     def to_fields(self) -> Fields:
         return {
@@ -348,6 +351,8 @@ class ControlMsg:
             "mode": self.mode.value,
             "loop": int(self.loop),
             "transport": self.transport,
+            "sdp": self.sdp,
+            "session": self.session,
         }
 
     @classmethod
@@ -362,6 +367,8 @@ class ControlMsg:
                 mode=Mode(f.get(b"mode", b"live").decode()),
                 loop=f.get(b"loop", b"0") == b"1",
                 transport=f.get(b"transport", b"").decode(),
+                sdp=f.get(b"sdp", b"").decode(),
+                session=f.get(b"session", b"").decode(),
             )
         except (KeyError, ValueError) as exc:
             raise SchemaError(f"control message is malformed: {exc!r}") from exc
@@ -374,6 +381,7 @@ class ControlReply:
     ok: bool
     error: str | None = None
     status: int = 200  # the HTTP status the gateway should answer with
+    sdp: str | None = None  # PUBLISH: ingest's SDP answer
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

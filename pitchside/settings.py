@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -38,8 +39,8 @@ def default_model_path() -> Path:
 
 RTSP_TRANSPORTS = ("tcp", "udp")
 #: What a source given to the API may be: URL schemes, ``file`` for a path in the media
-#: folder, ``device`` for a local camera (/dev/videoN).
-SOURCE_SCHEMES = ("file", "rtsp", "rtsps", "http", "https", "device")
+#: folder, ``device`` for a local camera (/dev/videoN), ``whip`` for WebRTC publishers.
+SOURCE_SCHEMES = ("file", "rtsp", "rtsps", "http", "https", "device", "whip")
 
 
 def check_imgsz(value: int, name: str = "PITCHSIDE_IMGSZ") -> int:
@@ -91,6 +92,10 @@ class Settings:
     source_schemes: tuple[str, ...] = SOURCE_SCHEMES  # PITCHSIDE_SOURCE_SCHEMES; what may open
     media_dir: Path | None = None  # PITCHSIDE_MEDIA_DIR; None: <data_dir>/media
     media_allow: tuple[str, ...] = ()  # PITCHSIDE_MEDIA_ALLOW; files allowed besides the folder
+    ice_servers: tuple[str, ...] = ()  # PITCHSIDE_ICE_SERVERS; stun:/turn: URLs for WHIP peers
+    ice_username: str | None = None  # PITCHSIDE_ICE_USERNAME; for the turn: servers
+    ice_credential: str | None = None  # PITCHSIDE_ICE_CREDENTIAL; for the turn: servers
+    ice_addresses: tuple[str, ...] = ()  # PITCHSIDE_ICE_ADDRESSES; () every non-loopback one
 
     # Workers
     model: str | None = None  # PITCHSIDE_MODEL; None serves models/pitchside-football.onnx
@@ -173,6 +178,10 @@ class Settings:
             media_allow=tuple(
                 p for p in env.get("PITCHSIDE_MEDIA_ALLOW", "").split(os.pathsep) if p
             ),
+            ice_servers=_ice_servers(env.get("PITCHSIDE_ICE_SERVERS", "")),
+            ice_username=env.get("PITCHSIDE_ICE_USERNAME") or None,
+            ice_credential=env.get("PITCHSIDE_ICE_CREDENTIAL") or None,
+            ice_addresses=_ice_addresses(env.get("PITCHSIDE_ICE_ADDRESSES", "")),
             model=env.get("PITCHSIDE_MODEL") or None,
             workers=r.get("PITCHSIDE_WORKERS", int, 1, lo=0, hi=256),
             conf=r.get("PITCHSIDE_CONF", float, 0.25, lo=0.0, hi=1.0),
@@ -197,6 +206,37 @@ class Settings:
                 f"{settings.reconnect_initial_s:g} and {settings.reconnect_max_s:g}"
             )
         return settings
+
+
+ICE_SCHEMES = ("stun", "stuns", "turn", "turns")
+
+
+def _ice_servers(raw: str) -> tuple[str, ...]:
+    """``PITCHSIDE_ICE_SERVERS``: a comma list of ``stun:``/``turn:`` URLs (RFC 7064/7065)."""
+    urls = tuple(u.strip() for u in raw.split(",") if u.strip())
+    for n, url in enumerate(urls, 1):
+        scheme, _, rest = url.partition(":")
+        if scheme.lower() not in ICE_SCHEMES or not rest or "@" in rest:
+            raise SettingsError(
+                "PITCHSIDE_ICE_SERVERS must be a comma list of stun:HOST[:PORT] or "
+                "turn:HOST[:PORT][?transport=udp|tcp] URLs (TURN credentials go in "
+                f"PITCHSIDE_ICE_USERNAME and PITCHSIDE_ICE_CREDENTIAL); URL {n} of "
+                f"{len(urls)} is not one"
+            )  # never the value: it might hold a credential
+    return urls
+
+
+def _ice_addresses(raw: str) -> tuple[str, ...]:
+    """``PITCHSIDE_ICE_ADDRESSES``: a comma list of this host's IP addresses."""
+    addresses = []
+    for part in (p.strip() for p in raw.split(",") if p.strip()):
+        try:
+            addresses.append(str(ipaddress.ip_address(part)))
+        except ValueError:
+            raise SettingsError(
+                f"PITCHSIDE_ICE_ADDRESSES must be a comma list of IP addresses, got {part!r}"
+            ) from None
+    return tuple(dict.fromkeys(addresses))
 
 
 def _parse_bool(raw: str) -> bool:

@@ -160,6 +160,11 @@ def parse(
         scheme = kind.name
     else:
         scheme = match["scheme"].lower()
+        if scheme == "whip":  # ingest/sources/webrtc.py: a publisher is not opened by URL
+            raise SourceError(
+                "a WebRTC publisher starts its own stream: it sends its SDP offer to "
+                "POST /whip/{sid} (the viewer's 'Go live with this camera' does)"
+            )
         if scheme not in SCHEMES:
             raise SourceError(
                 f"{scheme} sources are not supported; give a file path or a "

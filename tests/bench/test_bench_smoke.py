@@ -35,14 +35,14 @@ def test_bench_runs_every_section_and_writes_positive_figures(tmp_path: Path) ->
     done = _bench(
         "--model", str(require_asset(COCO_ONNX)), "--assets", str(ASSETS),
         "--frames", "8", "--warmup", "2", "--live-seconds", "3", "--live-warmup", "1",
-        "--threads", "2", "--rounds", "2", "--json", str(out),
+        "--threads", "2", "--rounds", "2", "--reconnects", "1", "--json", str(out),
     )  # fmt: skip
     # then it exits 0, prints the table and writes every section with positive figures
     assert done.returncode == 0, done.stdout + done.stderr
     assert "targets met:" in done.stdout
     doc = json.loads(out.read_text())
     sections = doc["sections"]
-    assert set(sections) == {"a", "b", "c", "d"}
+    assert set(sections) == {"a", "b", "c", "d", "e"}
     assert not [k for k, s in sections.items() if "error" in s], sections
     assert sections["a"]["fps"] > 0 and sections["a"]["median_ms"] > 0
     assert sections["b"]["fps"] > 0 and sections["b"]["frames"] >= 8
@@ -56,6 +56,9 @@ def test_bench_runs_every_section_and_writes_positive_figures(tmp_path: Path) ->
     assert live["messages"] > 0 and live["shown_fps"] > 0
     assert 0 < live["latency_ms"]["p50_ms"] <= live["latency_ms"]["p95_ms"]
     assert live["trend"]["first_median_ms"] > 0 and live["trend"]["last_median_ms"] > 0
+    camera = sections["e"]  # the clip from the RTSP camera, stopped and started once
+    assert camera["messages"] > 0 and camera["latency_ms"]["p50_ms"] > 0
+    assert camera["recovery"]["n"] == 1 and camera["recovery"]["max_s"] > 0
     assert {t["name"] for t in doc["targets"]} == {"b_over_a", "b_over_c", "d_p95", "d_trend"}
     assert doc["ratios"]["b_over_a"] > 0 and doc["ratios"]["b_over_c"] > 0
     assert doc["environment"]["cpu_count"] >= 1 and doc["config"]["threads"] == 2

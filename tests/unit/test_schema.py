@@ -76,6 +76,14 @@ async def test_control_msg_defaults_survive_a_round_trip(redis: Redis) -> None:
     assert ControlMsg.from_fields(await through_redis(redis, stop.to_fields())) == stop
 
 
+async def test_publish_and_session_stop_survive_a_round_trip(redis: Redis) -> None:
+    offer = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
+    publish = ControlMsg(Command.PUBLISH, "cam", "r2", sdp=offer, session="abcDEF-_0123456789")
+    stop = ControlMsg(Command.STOP, "cam", "r3", session="abcDEF-_0123456789")
+    for msg in (publish, stop):
+        assert ControlMsg.from_fields(await through_redis(redis, msg.to_fields())) == msg
+
+
 @pytest.mark.parametrize("message", [FRAME, DETS, CONTROL], ids=["frame", "dets", "control"])
 async def test_message_of_another_version_is_refused(redis: Redis, message: Any) -> None:
     # given a message from a future schema version
@@ -156,7 +164,11 @@ def test_stream_info_from_bad_json_raises_schema_error(raw: str) -> None:
 
 @pytest.mark.parametrize(
     "reply",
-    [ControlReply(ok=True), ControlReply(ok=False, error="no such file: /x.mp4", status=422)],
+    [
+        ControlReply(ok=True),
+        ControlReply(ok=False, error="no such file: /x.mp4", status=422),
+        ControlReply(ok=True, status=201, sdp="v=0\r\ns=-\r\n"),
+    ],
 )
 def test_control_reply_round_trips_through_json(reply: ControlReply) -> None:
     assert ControlReply.from_json(reply.to_json().encode()) == reply

@@ -53,6 +53,12 @@ EVERY_VARIABLE: list[tuple[str, str, tuple[str, Any]]] = [
     ("PITCHSIDE_SOURCE_SCHEMES", "RTSP,file", ("source_schemes", ("rtsp", "file"))),
     ("PITCHSIDE_MEDIA_DIR", "/videos", ("media_dir", Path("/videos"))),
     ("PITCHSIDE_MEDIA_ALLOW", "/a.mp4:/b c.mp4", ("media_allow", ("/a.mp4", "/b c.mp4"))),
+    ("PITCHSIDE_ICE_SERVERS", "stun:stun.example.org:3478, turn:turn.example.org?transport=tcp",
+     ("ice_servers", ("stun:stun.example.org:3478", "turn:turn.example.org?transport=tcp"))),
+    ("PITCHSIDE_ICE_USERNAME", "pitch", ("ice_username", "pitch")),
+    ("PITCHSIDE_ICE_CREDENTIAL", "s3cret", ("ice_credential", "s3cret")),
+    ("PITCHSIDE_ICE_ADDRESSES", "127.0.0.1, ::1,127.0.0.1",
+     ("ice_addresses", ("127.0.0.1", "::1"))),
     ("PITCHSIDE_MODEL", "models:/football@champion", ("model", "models:/football@champion")),
     ("PITCHSIDE_WORKERS", "3", ("workers", 3)),
     ("PITCHSIDE_CONF", "0.4", ("conf", 0.4)),
@@ -125,6 +131,7 @@ BAD_VALUES: list[tuple[str, str, str]] = [
     ("PITCHSIDE_THREADS", "300", "between 0 and 256"),
     ("PITCHSIDE_MODEL_POLL_S", "0", "at least 0.1"),
     ("PITCHSIDE_CLAIM_IDLE_MS", "10", "at least 100"),
+    ("PITCHSIDE_ICE_ADDRESSES", "camera.local", "comma list of IP addresses"),
     ("PITCHSIDE_LOG_LEVEL", "LOUD", "must be one of DEBUG, INFO, WARNING, ERROR"),
     ("PITCHSIDE_LOG_JSON", "maybe", "must be true or false"),
 ]
@@ -186,3 +193,19 @@ def test_readme_documents_every_variable() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     missing = [name for name, _, _ in EVERY_VARIABLE if f"`{name}`" not in readme]
     assert missing == [], f"README.md's configuration table lacks {missing}"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["stun.example.org", "http://stun.example.org", "turn:", "turn:pitch:s3cret@turn.example.org"],
+)
+def test_settings_reject_an_ice_server_that_is_no_stun_or_turn_url_without_echoing_it(
+    raw: str,
+) -> None:
+    # given an ICE server that is no stun:/turn: URL, or one with credentials in it
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"PITCHSIDE_ICE_SERVERS": raw})
+    # then the message names the variable and the form it expects, never the URL's rest
+    message = str(caught.value)
+    assert "PITCHSIDE_ICE_SERVERS" in message and "PITCHSIDE_ICE_CREDENTIAL" in message
+    assert "s3cret" not in message and "example.org" not in message

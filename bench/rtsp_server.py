@@ -1,9 +1,9 @@
-"""A real RTSP server for the tests of RTSP camera sources (GStreamer's gst-rtsp-server).
+"""A real RTSP server (GStreamer's gst-rtsp-server): a camera for the tests and for the benchmark.
 
 Run with Debian's own interpreter, which has the ``gi`` bindings (not the project's venv)::
 
-    /usr/bin/python3 tests/integration/rtsp_server.py PORT CLIP USER PASSWORD
-    /usr/bin/python3 tests/integration/rtsp_server.py --check   # gi and elements present? (exit 0)
+    /usr/bin/python3 bench/rtsp_server.py PORT CLIP USER PASSWORD
+    /usr/bin/python3 bench/rtsp_server.py --check   # gi and elements present? (exit 0)
 
 It listens on 127.0.0.1:PORT only (RTSP over TCP, and RTP/RTCP over UDP on loopback) and serves
 
@@ -30,12 +30,12 @@ EXIT_MISSING = 3
 EXIT_PORT_TAKEN = 4
 
 try:
-    import gi
+    import gi  # type: ignore[import-not-found]  # in /usr/bin/python3, not the venv
 
     gi.require_version("Gst", "1.0")
     gi.require_version("GstRtsp", "1.0")
     gi.require_version("GstRtspServer", "1.0")
-    from gi.repository import GLib, Gst, GstRtsp, GstRtspServer
+    from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # type: ignore[import-not-found]
 except (ImportError, ValueError) as exc:  # ValueError: a typelib (gir1.2-*) is missing
     print(f"{sys.executable} cannot load GStreamer's RTSP server bindings: {exc}", file=sys.stderr)
     sys.exit(EXIT_MISSING)
@@ -133,7 +133,7 @@ def load_clip(path: str) -> Clip:
     return Clip(caps=caps, units=units, length=last.pts + last.duration)
 
 
-class ClipFactory(GstRtspServer.RTSPMediaFactory):
+class ClipFactory(GstRtspServer.RTSPMediaFactory):  # type: ignore[misc]  # gi is untyped
     """One media per client, each replaying the clip from its start, forever."""
 
     def __init__(self, clip: Clip) -> None:
