@@ -1,6 +1,6 @@
 """``pitchside bench``: the pipeline against its ceiling and against Ultralytics, on the real clip.
 
-Five sections, side by side in one run, on the same clip and the same model:
+Six sections, side by side in one run, on the same clip and the same model:
 
 (a) the bare engine (``onnxruntime``'s ``session.run``) on frames decoded and letterboxed
     beforehand: the ceiling (:mod:`bench.ceiling`);
@@ -12,12 +12,14 @@ Five sections, side by side in one run, on the same clip and the same model:
     percentiles and its trend (:mod:`bench.pipeline`);
 (e) the clip from a real RTSP camera (GStreamer's RTSP server, needs Debian's
     python3-gi and gst-rtsp-server): the same live latency, then ``--reconnects`` times the
-    time from the camera coming back to its first frame shown (:mod:`bench.cameras`).
+    time from the camera coming back to its first frame shown (:mod:`bench.cameras`);
+(f) the clip from a WebRTC publisher over WHIP (aiortc, VP8): the same live latency, and
+    from the publisher's encoder to the viewer (:mod:`bench.whip`).
 
 Sections (a), (b) and (c) run ``--rounds`` times, interleaved (a b c a b c ...), and each
 reports its median round: the speed of these shared machines drifts within a minute, and
-interleaving spreads that drift over all three instead of loading it onto one ratio. (d)
-and (e) run once.
+interleaving spreads that drift over all three instead of loading it onto one ratio. (d),
+(e) and (f) run once.
 
 It prints one table, says which targets were met (:mod:`bench.report`) and
 writes every raw figure to JSON. It is a benchmark, not a test: a missed target still exits
@@ -49,7 +51,7 @@ if TYPE_CHECKING:  # imported when a run needs them: `pitchside --help` stays li
 
 REPO = Path(__file__).resolve().parents[1]
 CLIP_NAME = "08fd33_4.mp4"
-SECTIONS = ("a", "b", "c", "d", "e")
+SECTIONS = ("a", "b", "c", "d", "e", "f")
 ROUNDED = ("a", "b", "c")  # run --rounds times, interleaved
 ONCE = tuple(key for key in SECTIONS if key not in ROUNDED)  # run once, after the rounds
 TITLES = {
@@ -58,6 +60,7 @@ TITLES = {
     "c": "Ultralytics predict(stream=True)",
     "d": "live mode latency, capture -> WebSocket",
     "e": "RTSP camera live latency and reconnection",
+    "f": "WebRTC (WHIP) publisher live latency",
 }
 DEFAULT_ASSETS = REPO.parent / "shared" / "assets"
 
@@ -82,7 +85,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--imgsz", type=imgsz_arg, default=640, help="long side of the input (640)")
     parser.add_argument(
         "--threads", type=int, default=usable_cores(),
-        help="inference threads: the worker's (PITCHSIDE_THREADS) in (a), (b), (d), (e), ORT and "
+        help="inference threads: the worker's (PITCHSIDE_THREADS) in (a), (b), (d)-(f), ORT and "
         "torch threads in (c) (default: the usable cores, %(default)s)",
     )  # fmt: skip
     parser.add_argument(
@@ -98,11 +101,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="times (a), (b) and (c) run, interleaved; each reports its median round (3)",
     )  # fmt: skip
     parser.add_argument(
-        "--live-seconds", type=float, default=60.0, help="measured seconds of (d) and (e) (60)"
+        "--live-seconds", type=float, default=60.0, help="measured seconds of (d), (e), (f) (60)"
     )
     parser.add_argument(
         "--live-warmup", type=float, default=2.0,
-        help="untimed seconds before the window of (d) and (e) (2)",
+        help="untimed seconds before the window of (d), (e), (f) (2)",
     )  # fmt: skip
     parser.add_argument(
         "--reconnects", type=int, default=3,
@@ -261,7 +264,7 @@ def _section(
     label: str = "",
 ) -> dict[str, Any]:
     """Run one section; its figures, or ``{"error": ...}`` when it could not run."""
-    from bench import cameras, ceiling, pipeline, ultra
+    from bench import cameras, ceiling, pipeline, ultra, whip
 
     timed = f"{config.live_seconds:g} s after {config.live_warmup_s:g} s warm-up"
     what = {
@@ -270,6 +273,7 @@ def _section(
         "c": f"{config.frames} frames after {config.warmup} warm-up",
         "d": timed,
         "e": f"{timed}, then {config.reconnects} reconnections",
+        "f": timed,
     }[key]
     _progress(f"({key}) {TITLES[key]}: {what}" + (f", {label}" if label else ""))
     load = os.getloadavg()[0]
@@ -289,8 +293,10 @@ def _section(
             result = ultra.run_ultralytics(config, settings.conf, settings.iou)
         elif key == "d":
             result = pipeline.run_live(config, settings, detectors)
-        else:
+        elif key == "e":
             result = cameras.run_rtsp(config, settings, detectors)
+        else:
+            result = whip.run_whip(config, settings, detectors)
     except BenchError as exc:
         result = {"error": str(exc)}
     except Exception as exc:  # a benchmark reports a broken section and goes on

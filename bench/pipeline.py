@@ -174,10 +174,19 @@ class Received:
     seq: int
     ts_capture: int
     timings: dict[str, int]
+    source_ns: int | None = None  # when the publisher sent it, where the frame tells (WHIP)
 
 
-async def messages(url: str, silence_s: float = SILENCE_TIMEOUT_S) -> AsyncIterator[Received]:
+#: Reads, from a frame's JPEG, when its source sent it (epoch ns), or None.
+SourceTime = Callable[[bytes], int | None]
+
+
+async def messages(
+    url: str, silence_s: float = SILENCE_TIMEOUT_S, source_time: SourceTime | None = None
+) -> AsyncIterator[Received]:
     """Frame messages of one viewer WebSocket, stamped on receipt, after its hello.
+
+    ``source_time`` (a section whose source stamps its frames) fills ``source_ns``.
 
     Raises:
         BenchError: no message for ``silence_s``, the stream ended, or the socket closed.
@@ -196,9 +205,10 @@ async def messages(url: str, silence_s: float = SILENCE_TIMEOUT_S) -> AsyncItera
                 if event.get("event") == "state":
                     raise BenchError(f"the stream ended: {event}")
                 continue  # hello
-            meta, _jpeg = protocol.decode_binary(data)
+            meta, jpeg = protocol.decode_binary(data)
             timings = {**meta["timings"], "receipt": receipt_ns}
-            yield Received(receipt_ns, int(meta["seq"]), int(meta["ts_capture"]), timings)
+            sent = source_time(jpeg) if source_time is not None else None
+            yield Received(receipt_ns, int(meta["seq"]), int(meta["ts_capture"]), timings, sent)
 
 
 @contextlib.asynccontextmanager
@@ -280,13 +290,15 @@ async def _watch(
     sid: str,
     done: Callable[[list[Received]], bool],
     warm: Callable[[list[Received]], bool],
+    source_time: SourceTime | None = None,
 ) -> tuple[list[Received], dict[str, Any]]:
     """Watch the started ``sid`` until ``done(window)``; the window opens when ``warm(all)``."""
     seen: list[Received] = []
     window: list[Received] = []
     counts: dict[str, Any] = {}
+    url = f"ws://127.0.0.1:{stack.port}/ws/streams/{sid}"
     async with _loop_lag() as lags:
-        async for msg in messages(f"ws://127.0.0.1:{stack.port}/ws/streams/{sid}"):
+        async for msg in messages(url, source_time=source_time):
             seen.append(msg)
             if not counts and warm(seen):
                 counts = {
@@ -344,13 +356,17 @@ async def _unpaced(
     }
 
 
-async def watch_live(stack: Stack, sid: str, config: BenchConfig) -> dict[str, Any]:
+async def watch_live(
+    stack: Stack, sid: str, config: BenchConfig, source_time: SourceTime | None = None
+) -> dict[str, Any]:
     """Watch the started live stream ``sid`` for ``config.live_seconds`` after its warm-up.
 
     Returns:
         The figures of a live section: latency receipt - ``ts_capture`` (``latency_ms``
         percentiles, its ``trend``), frames shown per second, frames missing at the client,
-        every ``[s, ms, seq]`` sample, and :func:`_watch`'s stage, worker and loop figures.
+        every ``[s, ms, seq]`` sample, and :func:`_watch`'s stage, worker and loop figures;
+        with ``source_time``, also ``source_latency_ms``: receipt - the source's send time,
+        over the frames whose time could be read (``source_read``).
     """
     state: dict[str, float] = {}
 
@@ -361,7 +377,11 @@ async def watch_live(stack: Stack, sid: str, config: BenchConfig) -> dict[str, A
     def done(window: list[Received]) -> bool:
         return (window[-1].receipt_ns - window[0].receipt_ns) / 1e9 >= config.live_seconds
 
-    window, extra = await _watch(stack, sid, done=done, warm=warm)
+    window, extra = await _watch(stack, sid, done=done, warm=warm, source_time=source_time)
+    if source_time is not None:
+        from_source = [(m.receipt_ns - m.source_ns) / 1e6 for m in window if m.source_ns]
+        extra["source_latency_ms"] = summary_ms(from_source)
+        extra["source_read"] = len(from_source)
     t0 = window[0].receipt_ns
     times_s = [(m.receipt_ns - t0) / 1e9 for m in window]
     latency = [(m.receipt_ns - m.ts_capture) / 1e6 for m in window]

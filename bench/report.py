@@ -120,6 +120,15 @@ def rows(sections: dict[str, dict[str, Any]], targets: list[Target]) -> list[tup
             f"{backoff['reconnect_max_s']:g} s)"
         )
         out.append(("(e) camera back -> frame shown", figure, *INFORMATION))
+    if (f := section("f", "(f) WHIP publisher")) is not None:
+        _live(out, "f", "WHIP", f, INFORMATION, INFORMATION)
+        lat = f["source_latency_ms"]
+        figure = (
+            f"{lat['p50_ms']:.0f} / {lat['p95_ms']:.0f} / {lat['p99_ms']:.0f} ms "
+            f"({f['source_read']} of {f['messages']} stamps read)"
+            if f["source_read"] else "no frame stamp read back"
+        )  # fmt: skip
+        out.append(("(f) publisher -> viewer p50/p95/p99", figure, *INFORMATION))
     return out
 
 

@@ -42,7 +42,7 @@ def test_bench_runs_every_section_and_writes_positive_figures(tmp_path: Path) ->
     assert "targets met:" in done.stdout
     doc = json.loads(out.read_text())
     sections = doc["sections"]
-    assert set(sections) == {"a", "b", "c", "d", "e"}
+    assert set(sections) == {"a", "b", "c", "d", "e", "f"}
     assert not [k for k, s in sections.items() if "error" in s], sections
     assert sections["a"]["fps"] > 0 and sections["a"]["median_ms"] > 0
     assert sections["b"]["fps"] > 0 and sections["b"]["frames"] >= 8
@@ -59,6 +59,10 @@ def test_bench_runs_every_section_and_writes_positive_figures(tmp_path: Path) ->
     camera = sections["e"]  # the clip from the RTSP camera, stopped and started once
     assert camera["messages"] > 0 and camera["latency_ms"]["p50_ms"] > 0
     assert camera["recovery"]["n"] == 1 and camera["recovery"]["max_s"] > 0
+    publisher = sections["f"]  # the clip from a WebRTC publisher over WHIP
+    assert publisher["messages"] > 0 and publisher["latency_ms"]["p50_ms"] > 0
+    assert publisher["source_read"] > 0  # frames whose publisher stamp the viewer read back
+    assert publisher["source_latency_ms"]["p50_ms"] > publisher["latency_ms"]["p50_ms"] > 0
     assert {t["name"] for t in doc["targets"]} == {"b_over_a", "b_over_c", "d_p95", "d_trend"}
     assert doc["ratios"]["b_over_a"] > 0 and doc["ratios"]["b_over_c"] > 0
     assert doc["environment"]["cpu_count"] >= 1 and doc["config"]["threads"] == 2

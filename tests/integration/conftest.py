@@ -50,6 +50,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         PITCHSIDE_PORT=str(port), PITCHSIDE_MODEL=str(require_asset(COCO_ONNX)),
         PITCHSIDE_DATA_DIR=str(tmp / "data"), PITCHSIDE_WORKERS="1", PITCHSIDE_THREADS="2",
         PITCHSIDE_MEDIA_DIR="/",  # the tests start streams from files anywhere
+        PITCHSIDE_ICE_ADDRESSES="127.0.0.1",  # WebRTC publishers: loopback only
     )  # fmt: skip
     log = tmp / "up.log"
     with log.open("wb") as out:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Iterator
 
 import cv2
 import httpx
@@ -12,7 +13,9 @@ import numpy as np
 import pytest
 import websockets
 
+from bench.publisher import Publisher
 from gateway.protocol import decode_binary
+from ingest.sources.webrtc import SHOWN, restrict_host_addresses
 from tests.conftest import CLIP
 from tests.integration.conftest import Stack
 from tests.integration.rtsp import RtspServer, rtsp_server_fixture  # noqa: F401
@@ -123,3 +126,84 @@ async def test_rtsp_camera_flows_through_the_stack_to_a_websocket_with_detection
     info = httpx.get(f"{stack.base_url}/api/streams/cam", timeout=5).json()
     assert info["state"] == "live" and info["reconnects"] == 0, info
     assert httpx.delete(f"{stack.base_url}/api/streams/cam", timeout=30).status_code == 204
+
+
+@pytest.fixture
+def loopback_publisher() -> Iterator[None]:
+    """The test's WebRTC publisher offers 127.0.0.1 only, as the stack's ingest does."""
+    restrict_host_addresses(("127.0.0.1",))
+    yield
+    restrict_host_addresses(())
+
+
+def _whip(stack: Stack, method: str, path: str, **kwargs: object) -> httpx.Response:
+    return httpx.request(method, f"{stack.base_url}{path}", timeout=30, **kwargs)  # type: ignore[arg-type]
+
+
+async def test_webrtc_publisher_flows_through_the_stack_over_whip(
+    stack: Stack, loopback_publisher: None
+) -> None:
+    async with Publisher(CLIP) as publisher:
+        # given a WebRTC publisher sending the real clip
+        offer = await publisher.offer()
+        # when it publishes over WHIP
+        response = await asyncio.to_thread(
+            _whip, stack, "POST", "/whip/phone", content=offer,
+            headers={"content-type": "application/sdp"},
+        )  # fmt: skip
+        # then it gets 201, the SDP answer and the session's URL
+        assert response.status_code == 201, response.text
+        assert response.headers["content-type"] == "application/sdp"
+        location = response.headers["location"]
+        assert location.startswith("/whip/phone/") and len(location) > len("/whip/phone/") + 16
+        await publisher.accept(response.text)
+        # and a viewer receives its frames, in order, with people detected on the pitch
+        frames = await collect(f"{stack.ws_url}/ws/streams/phone", WANT_FRAMES)
+        seqs = [meta["seq"] for meta, _ in frames]
+        assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs), seqs
+        assert all((meta["w"], meta["h"]) == (848, 478) for meta, _ in frames)
+        # (fewer than from the file: the publisher's VP8 starts at 500 kbps and stays under
+        # 1.5 Mbps, as a browser's does, and every loop of the clip is a cut it must recover from)
+        people = [sum(d["label"] == "person" for d in meta["detections"]) for meta, _ in frames]
+        assert max(people) >= 5 and sum(p > 0 for p in people) >= 0.6 * len(people), people
+        info = httpx.get(f"{stack.base_url}/api/streams/phone", timeout=5).json()
+        assert (info["state"], info["source"], info["mode"]) == ("live", SHOWN, "live"), info
+        # and while it runs, the id is taken, another session's URL is unknown, PATCH is 405
+        async with Publisher(CLIP) as second:
+            taken = await asyncio.to_thread(
+                _whip, stack, "POST", "/whip/phone", content=await second.offer(),
+                headers={"content-type": "application/sdp"},
+            )  # fmt: skip
+        assert taken.status_code == 409 and taken.json()["error"] == "stream_exists", taken.text
+        other = await asyncio.to_thread(_whip, stack, "DELETE", "/whip/phone/" + "x" * 22)
+        assert other.status_code == 404, other.text
+        assert (await asyncio.to_thread(_whip, stack, "PATCH", location)).status_code == 405
+        # when its session is deleted
+        ended = await asyncio.to_thread(_whip, stack, "DELETE", location)
+        # then the stream stops, and that URL is gone
+        assert ended.status_code == 200, ended.text
+        info = httpx.get(f"{stack.base_url}/api/streams/phone", timeout=5).json()
+        assert info["state"] == "stopped", info
+        again = await asyncio.to_thread(_whip, stack, "DELETE", location)
+        assert again.status_code == 404, again.text
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "status", "error"),
+    [
+        ({"content-type": "application/json"}, b'{"sdp": "v=0"}', 415, "unsupported_media_type"),
+        ({}, b"v=0", 415, "unsupported_media_type"),
+        ({"content-type": "application/sdp"}, b"v=0\r\n" * 20_000, 413, "content_too_large"),
+        ({"content-type": "application/sdp"}, b"\xff\xfe", 400, "bad_offer"),
+        ({"content-type": "application/sdp"}, b"hello", 400, "bad_offer"),
+        ({"content-type": "application/sdp"}, b"v=0\r\nm=audio 9 RTP/AVP 0\r\n", 400, "bad_offer"),
+    ],
+    ids=["json", "no-type", "too-large", "not-utf8", "not-sdp", "audio-only"],
+)
+def test_whip_refuses_what_is_no_video_offer_with_a_clear_status(
+    stack: Stack, headers: dict[str, str], body: bytes, status: int, error: str
+) -> None:
+    response = _whip(stack, "POST", "/whip/refused", content=body, headers=headers)
+    assert response.status_code == status, response.text
+    assert response.json()["error"] == error and response.json()["detail"]
+    assert httpx.get(f"{stack.base_url}/api/streams/refused", timeout=5).status_code == 404
