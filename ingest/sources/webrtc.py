@@ -127,6 +127,7 @@ class WhipPeer:
         self._cond = threading.Condition()
         self._latest: Any = None  # the newest av.VideoFrame not taken yet
         self._ended = False  # the track ended: no frame will come
+        self._failure: str | None = None  # why the connection failed, if it did
         self._pump_task: asyncio.Task[None] | None = None
         self._log_extra = {"sid": sid}
         self.spec = SourceSpec(
@@ -186,7 +187,8 @@ class WhipPeer:
     async def _state_changed(self) -> None:
         state = self._pc.connectionState
         log.info("stream %s: WebRTC connection %s", self.sid, state, extra=self._log_extra)
-        if state == "failed":  # ICE or DTLS gave up: end the stream rather than wait forever
+        if state == "failed":  # ICE or DTLS gave up: fail the stream rather than wait forever
+            self._failure = "the WebRTC connection failed (ICE or DTLS): no media path"
             await self._pc.close()
 
     def _end(self) -> None:
@@ -211,8 +213,10 @@ class WhipPeer:
                 frame, self._latest = self._latest, None
                 ended = self._ended
             if frame is None:
+                if ended and self._failure:
+                    raise SourceError(self._failure)  # the stream fails with the reason
                 if ended:
-                    return
+                    return  # the publisher left: the stream ends
                 continue
             started = time.perf_counter()
             bgr = frame.to_ndarray(format="bgr24")

@@ -142,3 +142,21 @@ async def test_publishing_is_refused_with_403_when_whip_is_not_an_allowed_scheme
         reply = await _publish(ingest, "nope", await publisher.offer(), _session())
     assert (reply.ok, reply.status) == (False, 403), reply
     assert "PITCHSIDE_SOURCE_SCHEMES" in (reply.error or "")
+
+
+async def test_a_publisher_that_vanishes_before_connecting_fails_its_stream_at_the_watchdog(
+    make_ingest: IngestFactory,
+) -> None:
+    # given an ingest whose no-frames watchdog is 3 s
+    ingest = await make_ingest(watchdog_s=3.0, **LOOPBACK)
+    async with Publisher(require_asset(CLIP)) as publisher:
+        reply = await _publish(ingest, "gone", await publisher.offer(), _session())
+        assert reply.ok, reply
+        # when the publisher vanishes before it takes the answer (ICE never connects)
+        await publisher.close()
+    # then the stream does not wait forever: it fails, saying why, and frees its id
+    info = await ingest.wait_state("gone", StreamState.FAILED, timeout_s=30)
+    assert info.error == "no frame from the source for 3 s", info
+    async with Publisher(CLIP) as again:
+        assert (await _publish(ingest, "gone", await again.offer(), _session())).ok
+        assert (await _stop(ingest, "gone", "")).status == 200
