@@ -13,16 +13,7 @@ import uuid
 
 from redis.asyncio import Redis
 
-from pitchside.errors import (
-    ForbiddenError,
-    IngestRefusedError,
-    IngestUnavailableError,
-    InvalidRequestError,
-    OfferError,
-    SourceError,
-    StreamExistsError,
-    StreamNotFoundError,
-)
+from pitchside.errors import IngestRefusedError, IngestUnavailableError
 from pitchside.redact import redact_url
 from pitchside.schema import CONTROL_KEY, Command, ControlMsg, ControlReply, Mode, reply_key
 
@@ -33,21 +24,11 @@ log = logging.getLogger(__name__)
 CONTROL_MAXLEN = 1000
 
 
-# The error code a refusal's status stands for (the reply carries only the status).
-_CODES = {
-    e.status: e.code
-    for e in (
-        OfferError, ForbiddenError, InvalidRequestError, SourceError, StreamNotFoundError,
-        StreamExistsError, IngestUnavailableError,
-    )
-}  # fmt: skip
-
-
 def refused(reply: ControlReply) -> IngestRefusedError:
-    """The error to answer with for ingest's refusal ``reply``."""
+    """The error to answer with for ingest's refusal ``reply`` (its status and code)."""
     status = reply.status if 400 <= reply.status <= 599 else 502
-    code = _CODES.get(status, "ingest_error")
-    return IngestRefusedError(reply.error or f"ingest refused the command ({status})", status, code)
+    message = reply.error or f"ingest refused the command ({status})"
+    return IngestRefusedError(message, status, reply.code or "ingest_error")
 
 
 def new_request_id() -> str:

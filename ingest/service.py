@@ -143,7 +143,7 @@ class IngestService:
                 msg = ControlMsg.from_fields(fields)
             except SchemaError as exc:
                 log.warning("malformed control entry %s: %s", entry_id.decode(), exc)
-                reply = ControlReply(ok=False, error=str(exc), status=400)
+                reply = ControlReply(ok=False, error=str(exc), status=400, code=exc.code)
             else:
                 reply = await self._dispatch(msg)
             if request_id:
@@ -164,7 +164,7 @@ class IngestService:
                 return await self._publish(msg)
             return await self._stop(msg)
         except PitchsideError as exc:
-            return ControlReply(ok=False, error=str(exc), status=exc.status)
+            return ControlReply(ok=False, error=str(exc), status=exc.status, code=exc.code)
 
     async def _reply(self, request_id: str, reply: ControlReply) -> None:
         key = reply_key(request_id)

@@ -381,6 +381,7 @@ class ControlReply:
     ok: bool
     error: str | None = None
     status: int = 200  # the HTTP status the gateway should answer with
+    code: str | None = None  # the error code it should answer with (PitchsideError.code)
     sdp: str | None = None  # PUBLISH: ingest's SDP answer
 
     def to_json(self) -> str:

@@ -234,7 +234,7 @@ async def test_start_stream_answers_ingest_status_when_ingest_refuses(
     async def refuse(msg: ControlMsg) -> ControlReply:
         error = "cannot open /videos/missing.mp4: no such file"
         await registry.put(redis, _info(msg.sid, StreamState.FAILED, error=error))
-        return ControlReply(ok=False, error=error, status=422)
+        return ControlReply(ok=False, error=error, status=422, code="bad_source")
 
     ingest.decide = refuse
     # when started
@@ -256,7 +256,9 @@ async def test_start_stream_answers_409_when_ingest_says_it_exists(
     client: httpx.AsyncClient, ingest: FakeIngest
 ) -> None:
     async def exists(msg: ControlMsg) -> ControlReply:
-        return ControlReply(ok=False, error="stream 'dup' is already running", status=409)
+        return ControlReply(
+            ok=False, error="stream 'dup' is already running", status=409, code="stream_exists"
+        )
 
     ingest.decide = exists
     resp = await client.post("/api/streams", json={"source": "/v.mp4", "id": "dup"})

@@ -168,6 +168,9 @@ def test_stream_info_from_bad_json_raises_schema_error(raw: str) -> None:
         ControlReply(ok=True),
         ControlReply(ok=False, error="no such file: /x.mp4", status=422),
         ControlReply(ok=True, status=201, sdp="v=0\r\ns=-\r\n"),
+        ControlReply(
+            ok=False, error="stream x is already running", status=409, code="stream_exists"
+        ),
     ],
 )
 def test_control_reply_round_trips_through_json(reply: ControlReply) -> None:
