@@ -1,4 +1,5 @@
-// pitchside viewer: stream list, start form, and the live canvas of one stream.
+// pitchside viewer: stream list, start form, the live canvas of one stream, and publishing
+// this device's camera (WHIP).
 // Vanilla JS, no build step, nothing loaded from elsewhere. Protocol: docs/protocol.md.
 "use strict";
 
@@ -20,7 +21,8 @@
   const ctx = canvas.getContext("2d");
   const decoder = new TextDecoder();
 
-  // What a browser test reads: frames drawn, boxes in the last drawn frame, stream shown.
+  // What a browser test reads: frames drawn, boxes in the last drawn frame, stream shown
+  // (and, below, the camera publishing state).
   const exposed = { framesShown: 0, lastBoxes: 0, sid: null };
   window.pitchside = exposed;
 
@@ -74,12 +76,14 @@
 
   async function poll() {
     try {
+      const asked = performance.now();
       const resp = await fetch("/api/streams", { cache: "no-store" });
       if (!resp.ok) throw new Error(await errorDetail(resp));
       streams = (await resp.json()).streams;
       if ($("#status").textContent.startsWith("Cannot list streams")) status("");
       renderList();
       checkSelected();
+      checkPublished(asked);
     } catch (err) {
       status(`Cannot list streams: ${err.message}`, "error");
     } finally {
@@ -184,6 +188,202 @@
     } finally {
       button.disabled = false;
     }
+  });
+
+  // ------------------------------------------------------------------ publish a camera (WHIP)
+
+  // Non-trickle WHIP (RFC 9725): one POST carries the offer with every ICE candidate, the 201
+  // carries the answer and a Location that a DELETE ends. README "WebRTC publishing (WHIP)".
+  const SID_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/; // SID_PATTERN in pitchside/schema.py
+  const GATHER_MS = 5000; // then send the candidates gathered so far
+  const pub = { pc: null, camera: null, location: null, since: 0 }; // since: the 201, ms
+  exposed.publish = { state: "idle", sid: null, error: null }; // idle | starting | live | error
+
+  function publishShow(state, error = null) {
+    const button = $("#publish");
+    exposed.publish.state = state;
+    exposed.publish.error = error;
+    // From the 201 on there is a session to end, even before the media flows.
+    button.textContent = pub.location ? "Stop camera" : "Go live with this camera";
+    button.classList.toggle("stop", Boolean(pub.location));
+    button.disabled = state === "starting" && !pub.location;
+    $("#publish-sid").disabled = state === "starting" || state === "live";
+    const note = $("#publish-status");
+    const sid = exposed.publish.sid;
+    const text = {
+      starting: pub.location ? `Connecting ${sid}…` : "Starting the camera…",
+      live: `Live as ${sid}`,
+      error: error,
+    }[state];
+    note.hidden = !text;
+    note.textContent = text || "";
+    note.className = state;
+    $("#preview").hidden = !pub.camera;
+  }
+
+  function cameraError(err) {
+    const why = {
+      NotAllowedError: "camera permission was denied; allow the camera for this page and try again",
+      NotFoundError: "no camera was found",
+      OverconstrainedError: "no camera was found",
+      NotReadableError: "the camera is in use by another application or cannot be read",
+      SecurityError: "the camera may only be used on HTTPS or localhost pages",
+    }[err.name];
+    return `Cannot use the camera: ${why || err.message || err.name}`;
+  }
+
+  function gathered(pc) {
+    return new Promise((resolve) => {
+      const done = () => {
+        if (pc.iceGatheringState !== "complete") return;
+        pc.removeEventListener("icegatheringstatechange", done);
+        clearTimeout(timer);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        pc.removeEventListener("icegatheringstatechange", done);
+        resolve();
+      }, GATHER_MS);
+      pc.addEventListener("icegatheringstatechange", done);
+      done();
+    });
+  }
+
+  // Close the pc and the camera; the server session (if any) is the caller's to end first.
+  function unpublish() {
+    const { pc, camera } = pub;
+    pub.pc = null;
+    pub.camera = null;
+    pub.location = null;
+    if (camera) for (const track of camera.getTracks()) track.stop();
+    if (pc) pc.close();
+    $("#preview").srcObject = null;
+  }
+
+  function endSession(where, keepalive = false) {
+    return fetch(where, { method: "DELETE", keepalive });
+  }
+
+  async function goLive(sid) {
+    exposed.publish.sid = sid;
+    publishShow("starting");
+    if (!navigator.mediaDevices || !window.RTCPeerConnection) {
+      // Browsers offer no camera to a page served over plain HTTP, localhost aside.
+      const why = window.isSecureContext
+        ? "this browser has no WebRTC"
+        : "open this page over HTTPS (or on localhost)";
+      return publishShow("error", `Cannot publish a camera: ${why}`);
+    }
+    try {
+      pub.camera = await navigator.mediaDevices.getUserMedia({ video: true, audio: false });
+    } catch (err) {
+      return publishShow("error", cameraError(err));
+    }
+    $("#preview").srcObject = pub.camera;
+    const pc = new RTCPeerConnection(); // no iceServers: the server configures none by default
+    pub.pc = pc;
+    pc.addEventListener("connectionstatechange", () => {
+      if (pub.pc !== pc) return; // an old connection, closed on purpose
+      if (pc.connectionState === "connected") {
+        publishShow("live");
+      } else if (pc.connectionState === "failed" || pc.connectionState === "closed") {
+        if (pub.location) endSession(pub.location).catch(() => {}); // it may still be open there
+        const why = pc.connectionState === "failed" ? "failed" : "was closed by the server";
+        unpublish();
+        publishShow("error", `The WebRTC connection to the server ${why}`);
+      }
+    });
+    for (const track of pub.camera.getVideoTracks()) {
+      // Detection needs pixels more than frames: under CPU or bandwidth pressure the browser
+      // should send fewer frames, not smaller ones (its default for a camera is the reverse).
+      const { sender } = pc.addTransceiver(track, { direction: "sendonly" });
+      const params = sender.getParameters();
+      params.degradationPreference = "maintain-resolution";
+      sender.setParameters(params).catch(() => {}); // not every browser takes it
+      track.addEventListener("ended", () => stopCamera("The camera stopped sending"));
+    }
+    try {
+      await pc.setLocalDescription(await pc.createOffer());
+      await gathered(pc);
+      let resp;
+      try {
+        resp = await fetch(`/whip/${encodeURIComponent(sid)}`, {
+          method: "POST",
+          headers: { "Content-Type": "application/sdp" },
+          body: pc.localDescription.sdp,
+        });
+      } catch (err) {
+        throw new Error(`Cannot reach the server: ${err.message}`);
+      }
+      if (resp.status !== 201) throw new Error(`Could not go live: ${await errorDetail(resp)}`);
+      const answer = await resp.text();
+      pub.location = resp.headers.get("Location");
+      pub.since = performance.now();
+      publishShow("starting");
+      await pc.setRemoteDescription({ type: "answer", sdp: answer });
+    } catch (err) {
+      if (pub.pc !== pc) return; // stopped meanwhile
+      if (pub.location) endSession(pub.location).catch(() => {});
+      unpublish();
+      return publishShow("error", err.message);
+    }
+    // The registry lists it from the 201 on: show it now rather than at the next poll, and
+    // never an older stopped entry of the same id.
+    const info = { sid, state: "connecting", source: "WebRTC publisher (WHIP)", mode: "live" };
+    streams = streams.filter((s) => s.sid !== sid).concat([info]);
+    renderList();
+    status("");
+    select(sid);
+  }
+
+  // A stream stopped or deleted on the server (from this list or elsewhere) ends the session
+  // there, but ICE here notices only after ~20 s of silence. Only a list asked for after the
+  // 201 counts: an older one may show an earlier stream of the same id.
+  function checkPublished(asked) {
+    const sid = exposed.publish.sid;
+    if (!pub.location || asked < pub.since) return;
+    const entry = streams.find((s) => s.sid === sid);
+    if (entry && ACTIVE.has(entry.state)) return;
+    unpublish();
+    const why = entry ? `${entry.state}${entry.error ? `: ${entry.error}` : ""}` : "deleted";
+    publishShow("error", `Stream ${sid} was ended on the server (${why})`);
+  }
+
+  async function stopCamera(error = null) {
+    const where = pub.location;
+    pub.location = null; // the session is being ended here: checkPublished must not report it
+    $("#publish").disabled = true;
+    let problem = error;
+    // End the session before closing the pc, so the stream is stopped rather than ended.
+    if (where) {
+      try {
+        const resp = await endSession(where);
+        if (!resp.ok && resp.status !== 404 && !problem) {
+          problem = `Could not end the session: ${await errorDetail(resp)}`;
+        }
+      } catch (err) {
+        problem = problem || `Could not end the session: ${err.message}`;
+      }
+    }
+    unpublish();
+    publishShow(problem ? "error" : "idle", problem);
+  }
+
+  $("#publish-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    if (pub.pc) return stopCamera();
+    const sid = $("#publish-sid").value.trim();
+    if (!SID_RE.test(sid)) {
+      exposed.publish.sid = sid;
+      return publishShow("error", "The stream id must be 1-63 characters of a-z, 0-9, '-' or '_', "
+        + "starting with a letter or digit");
+    }
+    goLive(sid);
+  });
+
+  // A closed tab would leave the stream live until ICE gives up; keepalive outlives the page.
+  window.addEventListener("pagehide", () => {
+    if (pub.location) endSession(pub.location, true).catch(() => {});
   });
 
   // ------------------------------------------------------------------ the WebSocket

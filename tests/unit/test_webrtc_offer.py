@@ -8,7 +8,13 @@ import aiortc
 import pytest
 
 from ingest.sources import parse
-from ingest.sources.webrtc import MAX_OFFER_CHARS, check_offer, ice_servers, restrict_host_addresses
+from ingest.sources.webrtc import (
+    MAX_OFFER_CHARS,
+    check_offer,
+    ice_servers,
+    restrict_host_addresses,
+    start_bitrate_hint,
+)
 from pitchside.errors import OfferError, SourceError
 from pitchside.settings import Settings
 
@@ -123,3 +129,35 @@ def test_restricting_to_no_addresses_restores_aioice_lookup() -> None:
     assert aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=True) == ["127.0.0.1", "::1"]
     restrict_host_addresses(())
     assert aioice.ice.get_host_addresses is original
+
+
+def test_the_answer_asks_a_browser_to_start_video_at_the_start_bitrate() -> None:
+    answer = (
+        "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 97 99 100\r\na=rtpmap:97 VP8/90000\r\n"
+        "a=rtpmap:99 H264/90000\r\na=fmtp:99 packetization-mode=1\r\n"
+        "a=rtpmap:100 rtx/90000\r\na=fmtp:100 apt=97\r\n"
+    )
+    hinted = start_bitrate_hint(answer, kbps=1500).split("\r\n")
+    # VP8 had no fmtp line: it gets one; H.264's gets the hint appended; rtx is left alone
+    assert (
+        hinted[hinted.index("a=rtpmap:97 VP8/90000") + 1] == "a=fmtp:97 x-google-start-bitrate=1500"
+    )
+    assert "a=fmtp:99 packetization-mode=1;x-google-start-bitrate=1500" in hinted
+    assert "a=fmtp:100 apt=97" in hinted
+    assert sum("x-google-start-bitrate" in line for line in hinted) == 2
+
+
+async def test_the_answer_negotiates_no_delay_based_estimate(loopback_only: None) -> None:
+    # given a browser-like offer with the abs-send-time extension (aiortc's REMB relies on it)
+    from ingest.sources.webrtc import WhipPeer
+
+    offer = await _offer(("video", "sendonly"))
+    assert "abs-send-time" in offer
+    peer = WhipPeer(Settings(), "cam", "session-0123456789")
+    try:
+        answer = await peer.answer(offer)
+    finally:
+        await peer.close()
+    # then the answer leaves it out, so ingest sends no REMB to throttle the publisher
+    assert "abs-send-time" not in answer and "a=candidate:" in answer
+    assert "x-google-start-bitrate" in answer
