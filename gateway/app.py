@@ -1,12 +1,16 @@
-"""The gateway's app factory: REST control plane, viewer WebSocket, static viewer, metrics.
+"""The gateway's app factory: REST control plane, viewer WebSocket, static viewer, metrics,
+image predictions and their history.
 
-``create_app(settings)`` builds a FastAPI app whose lifespan opens one Redis client and one
-:class:`~gateway.hub.Hub` and yields them as typed state (``request.state["redis"]``...).
+``create_app(settings)`` builds a FastAPI app whose lifespan opens one Redis client, one
+:class:`~gateway.hub.Hub`, the results store (migrated to head) and the image
+:class:`~gateway.predictor.Predictor`, and yields them as typed state
+(``request.state["redis"]``...).
 Every error leaves as ``{"error": code, "detail": message}`` with its status; never a trace.
 """
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
 import logging
@@ -25,11 +29,21 @@ from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import pitchside
-from gateway import routes_health, routes_streams, routes_whip, routes_workers, ws
+from gateway import (
+    routes_health,
+    routes_history,
+    routes_predict,
+    routes_streams,
+    routes_whip,
+    routes_workers,
+    ws,
+)
 from gateway.hub import Hub
 from gateway.metrics import Metrics
+from gateway.predictor import Predictor
 from pitchside.errors import PitchsideError, SettingsError
 from pitchside.redis_client import connect
+from pitchside.results import ResultsStore
 from pitchside.service import instance_name
 from pitchside.settings import Settings
 
@@ -45,6 +59,8 @@ class State(TypedDict):
     redis: Redis
     hub: Hub
     metrics: Metrics
+    results: ResultsStore
+    predictor: Predictor
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -61,12 +77,17 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[State]:
+        results = await asyncio.to_thread(ResultsStore.open, settings.results_url)
         redis = connect(redis_url, instance_name("gateway"))
         try:
             async with Hub(redis, metrics, queue_size=settings.ws_queue) as hub:
-                yield {"settings": settings, "redis": redis, "hub": hub, "metrics": metrics}
+                yield {
+                    "settings": settings, "redis": redis, "hub": hub, "metrics": metrics,
+                    "results": results, "predictor": Predictor(settings),
+                }  # fmt: skip
         finally:
             await redis.aclose()
+            await asyncio.to_thread(results.close)
 
     app = FastAPI(
         title="pitchside gateway",
@@ -85,6 +106,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(routes_health.router)
     app.include_router(routes_workers.router)
     app.include_router(routes_whip.router)
+    app.include_router(routes_predict.router)
+    app.include_router(routes_history.router)
     app.include_router(ws.router)
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
 

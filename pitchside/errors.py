@@ -70,6 +70,80 @@ class DatasetError(InvalidRequestError):
     code = "bad_dataset"
 
 
+class MalformedBodyError(PitchsideError):
+    """A request body cannot be parsed at all (a multipart body without its boundary...)."""
+
+    status = 400
+    code = "malformed_body"
+
+
+class ContentTooLargeError(PitchsideError):
+    """A request body is larger than the gateway accepts."""
+
+    status = 413
+    code = "content_too_large"
+
+
+class UnsupportedMediaError(PitchsideError):
+    """A request or an uploaded file is of a media type the endpoint does not take."""
+
+    status = 415
+    code = "unsupported_media_type"
+
+
+# -- image predictions and the results store -------------------------------------------------
+
+
+class ImageTooLargeError(ContentTooLargeError):
+    """An image has more pixels than ``PITCHSIDE_PREDICT_MAX_PIXELS``."""
+
+    code = "image_too_large"
+
+
+class BadImageError(InvalidRequestError):
+    """A file says it is a JPEG, PNG or WebP image but cannot be decoded as one."""
+
+    code = "bad_image"
+
+
+class PredictionNotFoundError(PitchsideError):
+    """No prediction with this id is in the results store."""
+
+    status = 404
+    code = "prediction_not_found"
+
+
+class JobNotFoundError(PitchsideError):
+    """No analysis job with this id is in the results store."""
+
+    status = 404
+    code = "job_not_found"
+
+
+class ResultsStoreError(PitchsideError):
+    """The results database cannot be reached, migrated or written; never names a password."""
+
+    status = 503
+    code = "results_store_unavailable"
+    exit_code = ExitCode.FAILED
+
+
+class PredictorBusyError(PitchsideError):
+    """As many images as the gateway holds at once are being predicted: try again shortly."""
+
+    status = 503
+    code = "predictor_busy"
+    exit_code = ExitCode.FAILED
+
+
+class ModelUnavailableError(PitchsideError):
+    """The gateway cannot load the detector it predicts images with (see the log)."""
+
+    status = 503
+    code = "model_unavailable"
+    exit_code = ExitCode.FAILED
+
+
 # -- models and evaluation ---------------------------------------------------------------------
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pitchside.errors import SettingsError
+from pitchside.redact import redact_url
 
 T = TypeVar("T")
 
@@ -79,6 +80,8 @@ class Settings:
     port: int = 8000  # PITCHSIDE_PORT
     ws_queue: int = 4  # PITCHSIDE_WS_QUEUE; messages buffered per viewer before the oldest go
     control_timeout_s: float = 10.0  # PITCHSIDE_CONTROL_TIMEOUT_S; wait for ingest's answer
+    predict_max_mb: int = 50  # PITCHSIDE_PREDICT_MAX_MB; POST /api/predict body, MiB
+    predict_max_pixels: int = 40_000_000  # PITCHSIDE_PREDICT_MAX_PIXELS; width x height
 
     # Ingest
     jpeg_quality: int = 80  # PITCHSIDE_JPEG_QUALITY (1-100)
@@ -111,6 +114,10 @@ class Settings:
     model_poll_s: float = 5.0  # PITCHSIDE_MODEL_POLL_S; how often a registry alias is re-read
     claim_idle_ms: int = 30_000  # PITCHSIDE_CLAIM_IDLE_MS; pending entries idle this long
 
+    # Results store
+    # DATABASE_URL; None: SQLite <data_dir>/results.db. Not in repr(): it may hold a password.
+    database_url: str | None = dataclasses.field(default=None, repr=False)
+
     # Training
     mlflow_tracking_uri: str | None = None  # MLFLOW_TRACKING_URI; None: sqlite under data_dir
 
@@ -127,6 +134,11 @@ class Settings:
     def media_root(self) -> Path:
         """The folder local files given to the API must be in (``PITCHSIDE_MEDIA_DIR``)."""
         return self.media_dir or self.data_dir / "media"
+
+    @property
+    def results_url(self) -> str:
+        """The results store: ``DATABASE_URL`` or a SQLite file in the data dir."""
+        return self.database_url or f"sqlite:///{(self.data_dir / 'results.db').resolve()}"
 
     @property
     def tracking_uri(self) -> str:
@@ -165,6 +177,10 @@ class Settings:
             port=r.get("PITCHSIDE_PORT", int, 8000, lo=0, hi=65535),
             ws_queue=r.get("PITCHSIDE_WS_QUEUE", int, 4, lo=1, hi=1000),
             control_timeout_s=r.get("PITCHSIDE_CONTROL_TIMEOUT_S", float, 10.0, lo=0.1),
+            predict_max_mb=r.get("PITCHSIDE_PREDICT_MAX_MB", int, 50, lo=1, hi=4096),
+            predict_max_pixels=r.get(
+                "PITCHSIDE_PREDICT_MAX_PIXELS", int, 40_000_000, lo=1, hi=1_000_000_000
+            ),
             jpeg_quality=r.get("PITCHSIDE_JPEG_QUALITY", int, 80, lo=1, hi=100),
             max_width=r.get("PITCHSIDE_MAX_WIDTH", int, 0, lo=0) or None,
             analyse_max_lag=r.get("PITCHSIDE_ANALYSE_MAX_LAG", int, 16, lo=1),
@@ -194,6 +210,7 @@ class Settings:
             threads=r.get("PITCHSIDE_THREADS", int, 0, lo=0, hi=256),
             model_poll_s=r.get("PITCHSIDE_MODEL_POLL_S", float, 5.0, lo=0.1),
             claim_idle_ms=r.get("PITCHSIDE_CLAIM_IDLE_MS", int, 30_000, lo=100),
+            database_url=_database_url(env.get("DATABASE_URL", "")),
             mlflow_tracking_uri=env.get("MLFLOW_TRACKING_URI") or None,
             log_level=r.choice(
                 "PITCHSIDE_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"
@@ -209,6 +226,31 @@ class Settings:
 
 
 ICE_SCHEMES = ("stun", "stuns", "turn", "turns")
+#: What DATABASE_URL may name: SQLite (the standard library's driver) or PostgreSQL through
+#: psycopg 3; a bare ``postgresql://`` or ``postgres://`` is taken to mean psycopg.
+DATABASE_SCHEMES = {
+    "sqlite": "sqlite",
+    "sqlite+pysqlite": "sqlite+pysqlite",
+    "postgresql": "postgresql+psycopg",
+    "postgres": "postgresql+psycopg",
+    "postgresql+psycopg": "postgresql+psycopg",
+}
+
+
+def _database_url(raw: str) -> str | None:
+    """``DATABASE_URL``: a SQLAlchemy URL of SQLite or PostgreSQL (psycopg), or unset."""
+    url = raw.strip()
+    if not url:
+        return None
+    scheme, sep, rest = url.partition("://")
+    driver = DATABASE_SCHEMES.get(scheme.lower())
+    if not sep or driver is None or not rest:
+        given = f"{redact_url(url)!r}" if sep else "a value that is no URL"
+        raise SettingsError(
+            "DATABASE_URL must be a sqlite:///PATH or postgresql+psycopg://USER:PASSWORD@HOST/DB "
+            f"URL, got {given}"
+        )  # redacted, or not echoed: the value may hold a password
+    return f"{driver}://{rest}"
 
 
 def _ice_servers(raw: str) -> tuple[str, ...]:

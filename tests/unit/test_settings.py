@@ -42,6 +42,8 @@ EVERY_VARIABLE: list[tuple[str, str, tuple[str, Any]]] = [
     ("PITCHSIDE_PORT", "9000", ("port", 9000)),
     ("PITCHSIDE_WS_QUEUE", "8", ("ws_queue", 8)),
     ("PITCHSIDE_CONTROL_TIMEOUT_S", "2.5", ("control_timeout_s", 2.5)),
+    ("PITCHSIDE_PREDICT_MAX_MB", "10", ("predict_max_mb", 10)),
+    ("PITCHSIDE_PREDICT_MAX_PIXELS", "8000000", ("predict_max_pixels", 8_000_000)),
     ("PITCHSIDE_JPEG_QUALITY", "95", ("jpeg_quality", 95)),
     ("PITCHSIDE_MAX_WIDTH", "1280", ("max_width", 1280)),
     ("PITCHSIDE_ANALYSE_MAX_LAG", "32", ("analyse_max_lag", 32)),
@@ -71,6 +73,8 @@ EVERY_VARIABLE: list[tuple[str, str, tuple[str, Any]]] = [
     ("PITCHSIDE_THREADS", "2", ("threads", 2)),
     ("PITCHSIDE_MODEL_POLL_S", "30", ("model_poll_s", 30.0)),
     ("PITCHSIDE_CLAIM_IDLE_MS", "5000", ("claim_idle_ms", 5000)),
+    ("DATABASE_URL", "postgresql+psycopg://pitch:s3cret@db.local:5432/results",
+     ("database_url", "postgresql+psycopg://pitch:s3cret@db.local:5432/results")),
     ("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000", ("mlflow_tracking_uri", "http://127.0.0.1:5000")),
     ("PITCHSIDE_LOG_LEVEL", "debug", ("log_level", "DEBUG")),
     ("PITCHSIDE_LOG_JSON", "true", ("log_json", True)),
@@ -117,6 +121,8 @@ BAD_VALUES: list[tuple[str, str, str]] = [
     ("PITCHSIDE_CONTROL_TIMEOUT_S", "soon", "must be a number"),
     ("PITCHSIDE_CONTROL_TIMEOUT_S", "0", "at least 0.1"),
     ("PITCHSIDE_JPEG_QUALITY", "101", "between 1 and 100"),
+    ("PITCHSIDE_PREDICT_MAX_MB", "0", "between 1 and 4096"),
+    ("PITCHSIDE_PREDICT_MAX_PIXELS", "lots", "must be an integer"),
     ("PITCHSIDE_MAX_WIDTH", "-1", "at least 0"),
     ("PITCHSIDE_ANALYSE_MAX_LAG", "0", "at least 1"),
     ("PITCHSIDE_WORKERS", "257", "between 0 and 256"),
@@ -209,3 +215,42 @@ def test_settings_reject_an_ice_server_that_is_no_stun_or_turn_url_without_echoi
     message = str(caught.value)
     assert "PITCHSIDE_ICE_SERVERS" in message and "PITCHSIDE_ICE_CREDENTIAL" in message
     assert "s3cret" not in message and "example.org" not in message
+
+
+def test_settings_results_url_defaults_to_sqlite_in_the_data_dir(tmp_path: Path) -> None:
+    settings = Settings.from_env({"PITCHSIDE_DATA_DIR": str(tmp_path)})
+    assert settings.results_url == f"sqlite:///{tmp_path.resolve() / 'results.db'}"
+    given = Settings.from_env({"DATABASE_URL": "sqlite:////var/lib/pitchside/r.db"})
+    assert given.results_url == "sqlite:////var/lib/pitchside/r.db"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("postgres://u:p@db/results", "postgresql+psycopg://u:p@db/results"),
+     ("postgresql://u@/results?host=/run/pg", "postgresql+psycopg://u@/results?host=/run/pg"),
+     ("SQLITE:///r.db", "sqlite:///r.db")],
+)  # fmt: skip
+def test_settings_database_url_means_psycopg_for_a_bare_postgresql_url(
+    raw: str, expected: str
+) -> None:
+    assert Settings.from_env({"DATABASE_URL": raw}).database_url == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["mysql://pitch:s3cret@db.local/results", "pitch:s3cret@db.local", "postgresql://",
+     "postgresql+asyncpg://pitch:s3cret@db.local/results"],
+)  # fmt: skip
+def test_settings_reject_a_database_url_of_another_kind_without_its_password(raw: str) -> None:
+    # given a DATABASE_URL that is no SQLite or psycopg URL, perhaps with a password
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"DATABASE_URL": raw})
+    # then the message names the variable and the forms it takes, never the password
+    message = str(caught.value)
+    assert "DATABASE_URL" in message and "postgresql+psycopg://" in message
+    assert "s3cret" not in message
+
+
+def test_settings_repr_never_shows_the_database_password() -> None:
+    settings = Settings.from_env({"DATABASE_URL": "postgresql://pitch:s3cret@db.local/results"})
+    assert "s3cret" not in repr(settings)
