@@ -116,7 +116,7 @@ async def end_session(sid: str, session: str, request: Request) -> Response:
     redis, settings, metrics = state["redis"], state["settings"], state["metrics"]
     sid = validate_sid(sid)
     if not _SESSION.match(session):
-        raise StreamNotFoundError(f"no WHIP session {session[:64]!r} runs stream {sid!r}")
+        raise StreamNotFoundError(f"no such WHIP session runs stream {sid!r}")
     try:
         reply = await control.stop(redis, sid, settings.control_timeout_s, session=session)
     except IngestUnavailableError:

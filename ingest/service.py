@@ -3,9 +3,12 @@
 Commands arrive on ``pitchside:control`` (consumer group ``ingest``, one consumer per
 process); each gets one :class:`~pitchside.schema.ControlReply` on its reply key and is
 acknowledged, malformed ones included. The service announces itself with a heartbeat key
-(``health_key("ingest", name)``), first written once its consumer group exists: a client that
-sees the heartbeat may send commands. On stop, every running stream ends STOPPED and its
-task and decode thread end within ``STOP_DEADLINE_S``.
+(``health_key("ingest", name)``, a :class:`~pitchside.schema.Beat` naming its ``/metrics``
+address), first written once its consumer group exists: a client that sees the heartbeat may
+send commands. It serves its metrics (:mod:`ingest.metrics`) on its own endpoint while it runs,
+and forgets a stream's series within ``METRICS_SWEEP_S`` of the stream leaving the registry.
+On stop, every running stream ends STOPPED and its task and decode thread end within
+``STOP_DEADLINE_S``.
 """
 
 from __future__ import annotations
@@ -13,11 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
+from ingest import metrics
 from ingest.access import check_allowed
 from ingest.runner import StreamRunner
 from ingest.sources import SourceInfo, SourceSpec, parse, probe_in_thread
@@ -48,7 +53,6 @@ from pitchside.schema import (
     Mode,
     StreamInfo,
     StreamState,
-    now_ns,
     reply_key,
     validate_sid,
 )
@@ -61,6 +65,7 @@ SERVICE = "ingest"  # the service part of its health key
 STOP_DEADLINE_S = 5.0  # a stopping stream gets this long before its task is cancelled
 READ_BLOCK_MS = 500  # XREADGROUP block: also how fast the service notices its stop event
 READ_COUNT = 16
+METRICS_SWEEP_S = 5.0  # how often the series of streams no longer in the registry are removed
 
 
 @dataclass(slots=True)
@@ -88,6 +93,7 @@ class IngestService:
         self._redis = redis
         self._name = name
         self._runs: dict[str, _Running] = {}
+        self._swept_at = 0.0  # monotonic time of the last metrics sweep
 
     @property
     def running(self) -> list[str]:
@@ -97,14 +103,17 @@ class IngestService:
     async def run(self, stop: asyncio.Event) -> None:
         """Serve commands until ``stop`` is set, then stop every stream and clean up."""
         await self._ensure_group()  # before the first beat: who sees it may send commands
-        async with Heartbeat(self._redis, SERVICE, self._name, now_ns):
-            log.info("ingest %s ready", self._name)
-            try:
-                while not stop.is_set():
-                    for entry_id, fields in await self._read():
-                        await self._handle(entry_id, fields)
-            finally:
-                await self.shutdown()
+        async with metrics.exporter(self._settings) as exporter:
+            beat = Heartbeat(self._redis, SERVICE, self._name, metrics=exporter.address)
+            async with beat:
+                log.info("ingest %s ready", self._name)
+                try:
+                    while not stop.is_set():
+                        for entry_id, fields in await self._read():
+                            await self._handle(entry_id, fields)
+                        await self._sweep_metrics()
+                finally:
+                    await self.shutdown()
         log.info("ingest %s stopped", self._name)
 
     async def shutdown(self) -> None:
@@ -113,6 +122,16 @@ class IngestService:
         if runs:
             log.info("stopping %d streams", len(runs))
             await asyncio.gather(*(self._stop_stream(r) for r in runs))
+
+    async def _sweep_metrics(self) -> None:
+        """Every METRICS_SWEEP_S, forget the series of the streams deleted from the registry."""
+        if time.monotonic() - self._swept_at < METRICS_SWEEP_S:
+            return
+        self._swept_at = time.monotonic()
+        try:
+            metrics.keep_only(await registry.ids(self._redis))
+        except RedisError as exc:  # not worth stopping for: try again at the next sweep
+            log.warning("metrics sweep failed: %s", exc)
 
     # -- control stream ----------------------------------------------------------------------
 
@@ -219,12 +238,14 @@ class IngestService:
         except SourceError as exc:
             if spec is None or not (exc.retryable and spec.kind.reconnects):
                 info.state, info.error = StreamState.FAILED, str(exc)
+                metrics.STATES.set(sid, info.state)
                 await registry.put(self._redis, info)
                 log.warning("stream %s refused: %s", sid, exc, extra=extra)
                 raise
             # A camera that does not answer yet is accepted: it is tried until it does.
             info.error = str(exc)
             log.warning("stream %s accepted, its camera not answering: %s", sid, exc, extra=extra)
+        metrics.STATES.set(sid, info.state)
         await registry.put(self._redis, info)
         self._run(StreamRunner(self._redis, self._settings, info, spec, probed))
         shape = f"{probed.width}x{probed.height} {probed.codec}" if probed else "not probed"
@@ -250,6 +271,7 @@ class IngestService:
             await peer.close()
             raise
         info = StreamInfo(sid=sid, source=WHIP_SHOWN, mode=Mode.LIVE)
+        metrics.STATES.set(sid, info.state)
         await registry.put(self._redis, info)
         self._run(StreamRunner(self._redis, self._settings, info, peer.spec), peer)
         log.info("stream %s accepted: a WebRTC publisher", sid, extra={"sid": sid})
@@ -260,7 +282,7 @@ class IngestService:
         running = self._runs.get(sid)
         if msg.session and (running is None or running.session != msg.session):
             # A WHIP DELETE: only its own session may be ended, and one that is over is gone.
-            raise StreamNotFoundError(f"no WHIP session {msg.session!r} runs stream {sid!r}")
+            raise StreamNotFoundError(f"no such WHIP session runs stream {sid!r}")
         if running is not None:
             await self._stop_stream(running)
             return ControlReply(ok=True, status=200)

@@ -79,7 +79,7 @@ class SourceSpec:
 
     kind: SourceKind
     scheme: str  # the URL's scheme; "file" for a path, "device" for /dev/videoN
-    target: str  # path or URL as given, credentials included: never log it
+    target: str  # path or URL as given, credentials included (WHIP: the session): never log it
     shown: str  # the same with credentials redacted
     loop: bool = False  # files: start over at the end
     transport: str = "tcp"  # RTSP: tcp or udp
