@@ -154,16 +154,18 @@ class Stack:
         return info
 
     async def gateway_drops(self) -> dict[str, float]:
-        """``frames_dropped_total{stage="gateway"}`` by reason, from the gateway's /metrics."""
+        """The gateway's dropped frames by reason (every stream), from its /metrics."""
         async with httpx.AsyncClient(base_url=self.base_url) as http:
             text = (await http.get("/metrics")).text
-        return {
-            sample.labels["reason"]: sample.value
-            for family in text_string_to_metric_families(text)
-            if family.name == "frames_dropped"
-            for sample in family.samples
-            if sample.name == "frames_dropped_total" and sample.labels.get("stage") == "gateway"
-        }
+        drops: dict[str, float] = {}
+        for family in text_string_to_metric_families(text):
+            if family.name != "pitchside_frames_dropped":
+                continue
+            for sample in family.samples:
+                if sample.name.endswith("_total") and sample.labels.get("stage") == "gateway":
+                    reason = sample.labels["reason"]
+                    drops[reason] = drops.get(reason, 0.0) + sample.value
+        return drops
 
 
 @dataclass(frozen=True, slots=True)

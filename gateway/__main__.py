@@ -3,7 +3,10 @@
 It runs like every service, under :func:`pitchside.service.run_service`: SIGTERM or SIGINT
 sets ``stop``, and uvicorn then stops accepting, closes the viewers' WebSockets (1012),
 waits up to ``GRACEFUL_SHUTDOWN_S`` for requests in flight and runs the lifespan's shutdown
-(hub, then Redis). Without ``REDIS_URL`` it starts an embedded Redis for itself.
+(hub, then Redis). Without ``REDIS_URL`` it starts an embedded Redis for itself. Once it
+listens it beats ``pitchside:health:gateway:{name}`` with the address of its ``/metrics``
+(its own host and port), so that ``/api/sd/prometheus`` lists the gateways too; a gateway
+without Redis still starts (and answers ``/readyz`` 503).
 """
 
 from __future__ import annotations
@@ -19,10 +22,15 @@ import uvicorn
 from gateway.app import create_app
 from pitchside.embedded_redis import redis_url_or_embedded
 from pitchside.errors import ServiceError
-from pitchside.service import run_service
+from pitchside.exporter import advertised
+from pitchside.heartbeat import Heartbeat
+from pitchside.metrics import GATEWAY
+from pitchside.redis_client import connect
+from pitchside.service import instance_name, run_service
 from pitchside.settings import Settings
 
 GRACEFUL_SHUTDOWN_S = 10  # within a pod's default 30 s termination grace period
+STARTED_POLL_S = 0.05  # how often the heartbeat looks whether uvicorn listens yet
 
 
 class _Server(uvicorn.Server):
@@ -73,6 +81,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     with redis_url_or_embedded(settings.redis_url) as url:
         server = build_server(settings.replace(redis_url=url))
         on_stop = asyncio.create_task(_exit_on(stop, server))
+        beating = asyncio.create_task(_announce(server, settings.host, url))
         try:
             await server.serve()
         except SystemExit:  # uvicorn's way of saying it could not start
@@ -81,6 +90,25 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             ) from None
         finally:
             on_stop.cancel()
+            beating.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beating
+
+
+async def _announce(server: uvicorn.Server, host: str, redis_url: str) -> None:
+    """Once ``server`` listens, beat the gateway's health key (with the port it took) until
+    cancelled."""
+    while not server.started:
+        await asyncio.sleep(STARTED_POLL_S)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    name = instance_name(GATEWAY)
+    redis = connect(redis_url, name)
+    try:
+        address = advertised(host, port)
+        async with Heartbeat(redis, GATEWAY, name, metrics=address, strict=False):
+            await asyncio.Event().wait()
+    finally:
+        await redis.aclose()
 
 
 async def _exit_on(stop: asyncio.Event, server: uvicorn.Server) -> None:

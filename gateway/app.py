@@ -30,6 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import pitchside
 from gateway import (
+    routes_discovery,
     routes_health,
     routes_history,
     routes_predict,
@@ -73,7 +74,7 @@ def create_app(settings: Settings) -> FastAPI:
     redis_url = settings.redis_url
     if not redis_url:
         raise SettingsError("the gateway needs a Redis URL (REDIS_URL), got none")
-    metrics = Metrics()
+    metrics = Metrics(settings.metrics_max_streams)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[State]:
@@ -105,6 +106,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(routes_streams.router)
     app.include_router(routes_health.router)
     app.include_router(routes_workers.router)
+    app.include_router(routes_discovery.router)
     app.include_router(routes_whip.router)
     app.include_router(routes_predict.router)
     app.include_router(routes_history.router)

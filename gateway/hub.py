@@ -6,7 +6,8 @@ to with one pipelined ``XRANGE`` per batch, builds each outgoing message once an
 every viewer. Each viewer holds a small bounded queue: a slow browser loses its own oldest
 messages and never slows the reader or the other viewers (the idea of aiortc's ``MediaRelay``
 with ``buffered=False``, widened to a few messages). The same task polls the registry and
-closes the viewers when the stream ends, fails, stops or is deleted.
+closes the viewers when the stream ends, fails, stops or is deleted. Each message carries its
+frame's capture time, so that the sender can observe the end-to-end latency as it sends.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from gateway import protocol
-from gateway.metrics import BAD_MESSAGE, FRAME_TRIMMED, SLOW_CLIENT, STAGE, Metrics
+from gateway.metrics import BAD_MESSAGE, FRAME_TRIMMED, SLOW_CLIENT, Metrics
 from pitchside import registry
 from pitchside.errors import SchemaError, StreamNotFoundError
 from pitchside.redis_client import Entry, stream_entries
@@ -54,6 +55,15 @@ class Outgoing:
 
     text: str  # the meta JSON, sent alone to ?frames=0 viewers
     binary: bytes | None  # header + meta + JPEG; None when no viewer wants it or the JPEG is gone
+    ts_capture: int = 0  # epoch ns; 0: unknown
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """One message in a viewer's queue, and the capture time of its frame (epoch ns, 0: none)."""
+
+    payload: Payload
+    ts_capture: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +91,7 @@ class Viewer:
         self.sid = sid
         self.frames = frames
         self.dropped = 0
-        self._queue: deque[Payload] = deque(maxlen=maxlen)
+        self._queue: deque[Queued] = deque(maxlen=maxlen)
         self._ready = asyncio.Event()
         self._closing: Closing | None = None
         self._on_drop = on_drop
@@ -93,7 +103,7 @@ class Viewer:
     def closing(self) -> Closing | None:
         return self._closing
 
-    def put(self, payload: Payload) -> None:
+    def put(self, payload: Payload, ts_capture: int = 0) -> None:
         """Queue ``payload``; when the queue is full its oldest item is dropped and counted."""
         if self._closing is not None:
             return
@@ -101,14 +111,14 @@ class Viewer:
             self.dropped += 1
             if self._on_drop is not None:
                 self._on_drop()
-        self._queue.append(payload)
+        self._queue.append(Queued(payload, ts_capture))
         self._ready.set()
 
     def offer(self, message: Outgoing) -> None:
         """Queue the form of ``message`` this viewer asked for, if there is one."""
         payload = message.binary if self.frames else message.text
         if payload is not None:
-            self.put(payload)
+            self.put(payload, message.ts_capture)
 
     def finish(self, closing: Closing) -> None:
         """Close after the queued messages; the first call wins."""
@@ -116,7 +126,7 @@ class Viewer:
             self._closing = closing
             self._ready.set()
 
-    async def get(self) -> Payload | Closing:
+    async def get(self) -> Queued | Closing:
         """The oldest queued message, else the Closing once finished; waits for either."""
         while True:
             if self._queue:
@@ -171,7 +181,10 @@ class Hub:
                 feed.task = asyncio.create_task(self._run(feed, start_id), name=f"hub:{sid}")
                 self._feeds[sid] = feed
                 self._metrics.feeds.inc()
-            viewer = Viewer(sid, frames=frames, maxlen=self._queue_size, on_drop=self._slow)
+            viewer = Viewer(
+                sid, frames=frames, maxlen=self._queue_size,
+                on_drop=lambda: self._metrics.dropped(sid, SLOW_CLIENT),
+            )  # fmt: skip
             feed.viewers.add(viewer)
             return viewer
 
@@ -263,7 +276,7 @@ class Hub:
             try:
                 batch.append(DetsMsg.from_fields(fields))
             except SchemaError as exc:
-                self._metrics.dropped(BAD_MESSAGE)
+                self._metrics.dropped(feed.sid, BAD_MESSAGE)
                 if not feed.warned:
                     feed.warned = True
                     log.warning(
@@ -275,7 +288,7 @@ class Hub:
         jpegs = await self._fetch_jpegs(feed.sid, batch) if want_frames else [None] * len(batch)
         for dets, jpeg in zip(batch, jpegs, strict=True):
             if want_frames and jpeg is None:
-                self._metrics.dropped(FRAME_TRIMMED)
+                self._metrics.dropped(feed.sid, FRAME_TRIMMED)
             message = self._build(feed.sid, dets, jpeg)
             for viewer in tuple(feed.viewers):
                 viewer.offer(message)
@@ -302,10 +315,8 @@ class Hub:
         sent_ns = now_ns()
         text = protocol.encode_text(protocol.frame_meta(sid, dets, sent_ns))
         binary = protocol.encode_binary(text, jpeg) if jpeg is not None else None
-        self._metrics.messages.inc()
-        if 0 < dets.ts_capture <= sent_ns:
-            self._metrics.latency.labels(stage=STAGE).observe((sent_ns - dets.ts_capture) / 1e9)
-        return Outgoing(text=text, binary=binary)
+        self._metrics.handed(sid, dets, sent_ns)
+        return Outgoing(text=text, binary=binary, ts_capture=dets.ts_capture)
 
     async def _newest_id(self, sid: str) -> bytes:
         newest = cast(list[Entry], await self._redis.xrevrange(dets_key(sid), count=1))
@@ -331,9 +342,6 @@ class Hub:
     def _finish(feed: _Feed, closing: Closing) -> None:
         for viewer in feed.viewers:
             viewer.finish(closing)
-
-    def _slow(self) -> None:
-        self._metrics.dropped(SLOW_CLIENT)
 
 
 def _state_closing(sid: str, state: str, error: str | None) -> Closing:

@@ -1,26 +1,25 @@
 """The gateway's Prometheus metrics, one registry per app (``GET /metrics`` exposes it).
 
-A registry per :func:`gateway.app.create_app` call, rather than the process-wide default one,
-keeps apps (and tests) independent and lets other services' metrics of the same name live in
-the same process. Label values are bounded: stage, reason, command and result only.
+A registry per :func:`gateway.app.create_app` call, rather than a process-wide one, keeps
+apps (and tests) independent and lets other services' metrics of the same names live in the
+same process (the benchmark). Every family comes from :mod:`pitchside.metrics`. Per stream, at
+most ``max_streams`` streams by name and the rest as ``stream="other"``: frames handed to
+viewers, messages sent, viewers, frames dropped, end-to-end latency and the consumer groups'
+lag and pending entries (measured at each scrape, :mod:`gateway.groups`). A stream's series
+are removed at the first scrape after it left the registry.
 """
 
 from __future__ import annotations
 
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
-from prometheus_client.gc_collector import GCCollector
-from prometheus_client.platform_collector import PlatformCollector
-from prometheus_client.process_collector import ProcessCollector
+from collections.abc import Collection, Iterable
 
-from pitchside.metrics import frames_dropped
+from prometheus_client import generate_latest
 
-STAGE = "gateway"
+from gateway.groups import GroupState
+from pitchside import metrics as m
+from pitchside.schema import DetsMsg
+
+STAGE = m.GATEWAY
 
 # Drop reasons (frames_dropped_total{stage="gateway", reason=...})
 SLOW_CLIENT = "slow_client"  # a viewer's queue was full: its oldest message went
@@ -29,46 +28,81 @@ BAD_MESSAGE = "bad_message"  # a dets entry of another schema version or malform
 
 
 class Metrics:
-    """Every metric the gateway exports, registered in its own registry."""
+    """Every metric the gateway exports, registered in its own registry.
 
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        ProcessCollector(registry=self.registry)
-        PlatformCollector(registry=self.registry)
-        GCCollector(registry=self.registry)
-        self.frames_dropped = frames_dropped(self.registry)
-        self.messages = Counter(
-            "gateway_messages",
-            "Frame messages built by the gateway (once per stream, shared by its viewers)",
-            registry=self.registry,
-        )
-        self.sent = Counter(
-            "gateway_sent_messages",
-            "WebSocket frame messages sent to viewers",
-            registry=self.registry,
-        )
-        self.viewers = Gauge("gateway_viewers", "Open viewer WebSockets", registry=self.registry)
-        self.feeds = Gauge(
-            "gateway_feeds",
-            "Streams with a reader task (at least one viewer)",
-            registry=self.registry,
-        )
-        self.control = Counter(
-            "gateway_control_requests",
-            "Control commands sent to ingest, by command and result",
-            ["cmd", "result"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "end_to_end_seconds",
-            "From frame capture to the gateway handing the message to its viewers",
-            ["stage"],
-            buckets=(0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0),
-            registry=self.registry,
-        )
+    Args:
+        max_streams: how many streams get their own ``stream`` label value
+            (``PITCHSIDE_METRICS_MAX_STREAMS``).
+    """
 
-    def dropped(self, reason: str, n: int = 1) -> None:
-        self.frames_dropped.labels(stage=STAGE, reason=reason).inc(n)
+    def __init__(self, max_streams: int = m.DEFAULT_MAX_STREAMS) -> None:
+        self.registry = m.service_registry()
+        self.streams = m.StreamLabels(max_streams)
+        registry, track = self.registry, self.streams.track
+        self.frames_dropped = track(m.FRAMES_DROPPED, m.counter(m.FRAMES_DROPPED, registry))
+        self.frames = track(m.GATEWAY_FRAMES, m.counter(m.GATEWAY_FRAMES, registry))
+        self.sent = track(m.GATEWAY_MESSAGES_SENT, m.counter(m.GATEWAY_MESSAGES_SENT, registry))
+        self.viewers = track(m.GATEWAY_VIEWERS, m.gauge(m.GATEWAY_VIEWERS, registry))
+        self.end_to_end = track(m.END_TO_END_SECONDS, m.histogram(m.END_TO_END_SECONDS, registry))
+        self.group_lag = track(m.GROUP_LAG, m.gauge(m.GROUP_LAG, registry))
+        self.group_pending = track(m.GROUP_PENDING, m.gauge(m.GROUP_PENDING, registry))
+        self.feeds = m.gauge(m.GATEWAY_FEEDS, registry)
+        self.control = m.counter(m.GATEWAY_CONTROL, registry)
+        self.frame_stages = m.histogram(m.FRAME_STAGE_SECONDS, registry)
+        self._groups: set[tuple[str, str]] = set()  # (stream label, group) series set now
+
+    def dropped(self, sid: str, reason: str, n: int = 1) -> None:
+        self.streams.child(self.frames_dropped, sid, stage=STAGE, reason=reason).inc(n)
+
+    def handed(self, sid: str, dets: DetsMsg, handed_ns: int) -> None:
+        """A frame message of ``sid`` was offered to its viewers at ``handed_ns`` (epoch ns):
+        count it, and observe the time it spent in each stage (negative spans, which clocks
+        of different hosts can give, are left out)."""
+        self.streams.child(self.frames, sid).inc()
+        stamps = {**dets.timings, "gateway_send": handed_ns}
+        for stage, start, end in m.FRAME_STAGES:
+            if start in stamps and end in stamps and stamps[end] >= stamps[start] > 0:
+                self.frame_stages.labels(stage).observe((stamps[end] - stamps[start]) / 1e9)
+
+    def sent_to_viewer(self, sid: str, ts_capture: int, sent_ns: int) -> None:
+        """One frame message of ``sid``, captured at ``ts_capture``, sent to a viewer."""
+        self.streams.child(self.sent, sid).inc()
+        if 0 < ts_capture <= sent_ns:
+            self.streams.child(self.end_to_end, sid).observe((sent_ns - ts_capture) / 1e9)
+
+    def viewer_joined(self, sid: str) -> None:
+        self.streams.child(self.viewers, sid).inc()
+
+    def viewer_left(self, sid: str) -> None:
+        self.streams.child(self.viewers, sid).dec()
+
+    def set_groups(self, groups: Iterable[GroupState]) -> None:
+        """The consumer groups as measured now; streams past the cap add up in "other"."""
+        lag: dict[tuple[str, str], int] = {}
+        pending: dict[tuple[str, str], int] = {}
+        for group in groups:
+            key = (self.streams.label(group.sid), group.group)
+            pending[key] = pending.get(key, 0) + group.pending
+            if group.lag is not None:
+                lag[key] = lag.get(key, 0) + group.lag
+        for label, name in self._groups - pending.keys():
+            self.group_pending.remove(label, name)
+            self.group_lag.remove(label, name)
+        for (label, name), value in pending.items():
+            self.streams.child(self.group_pending, label, group=name).set(value)
+            if (label, name) in lag:
+                self.streams.child(self.group_lag, label, group=name).set(lag[label, name])
+            else:  # not measurable now: no value rather than an old one
+                self.group_lag.remove(label, name)
+        self._groups = set(pending)
+
+    def clear_groups(self) -> None:
+        """Remove every group series: they could not be measured."""
+        self.set_groups(())
+
+    def keep_only(self, sids: Collection[str]) -> None:
+        """Remove the series of every stream not in ``sids`` (the registry's ids)."""
+        self.streams.keep_only(sids)
 
     def exposition(self) -> bytes:
         """The text exposition format of every metric in this registry."""

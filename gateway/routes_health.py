@@ -1,4 +1,8 @@
-"""Liveness, readiness and metrics: ``/healthz``, ``/readyz``, ``/metrics``."""
+"""Liveness, readiness and metrics: ``/healthz``, ``/readyz``, ``/metrics``.
+
+``/metrics`` measures the consumer groups first (:func:`gateway.groups.refresh`), so that
+their lag and pending entries are as fresh as the scrape.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from gateway.groups import refresh
 from pitchside.schema import health_pattern
 
 if TYPE_CHECKING:
@@ -71,4 +76,6 @@ def _not_ready(detail: str, **counts: Any) -> JSONResponse:
 
 @router.get("/metrics", summary="Prometheus metrics of this gateway process")
 async def metrics(request: Request) -> Response:
-    return Response(_state(request)["metrics"].exposition(), media_type=CONTENT_TYPE_LATEST)
+    state = _state(request)
+    await refresh(state["redis"], state["metrics"])
+    return Response(state["metrics"].exposition(), media_type=CONTENT_TYPE_LATEST)

@@ -21,7 +21,7 @@ from gateway.hub import Closing, Hub, Viewer
 from gateway.metrics import Metrics
 from pitchside import registry
 from pitchside.errors import InvalidRequestError, SchemaError, StreamNotFoundError
-from pitchside.schema import validate_sid
+from pitchside.schema import now_ns, validate_sid
 
 if TYPE_CHECKING:
     from gateway.app import State
@@ -73,7 +73,7 @@ async def _serve(
         log.warning("viewer of %s refused: redis: %s", sid, exc, extra={"sid": sid})
         await websocket.close(protocol.CLOSE_INTERNAL, "redis unavailable")
         return
-    metrics.viewers.inc()
+    metrics.viewer_joined(sid)
     log.info("viewer joined %s (frames=%s)", sid, frames, extra={"sid": sid})
     tasks: list[asyncio.Task[None]] = []
     try:
@@ -95,7 +95,7 @@ async def _serve(
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await hub.unsubscribe(viewer)
-        metrics.viewers.dec()
+        metrics.viewer_left(sid)
         log.info(
             "viewer left %s (%d messages dropped for it)", sid, viewer.dropped,
             extra={"sid": sid},
@@ -110,11 +110,11 @@ async def _send_loop(websocket: WebSocket, viewer: Viewer, metrics: Metrics) -> 
                 await websocket.send_text(item.event)
             await websocket.close(item.code, item.reason)
             return
-        if isinstance(item, bytes):
-            await websocket.send_bytes(item)
+        if isinstance(item.payload, bytes):
+            await websocket.send_bytes(item.payload)
         else:
-            await websocket.send_text(item)
-        metrics.sent.inc()
+            await websocket.send_text(item.payload)
+        metrics.sent_to_viewer(viewer.sid, item.ts_capture, now_ns())
 
 
 async def _receive_loop(websocket: WebSocket) -> None:

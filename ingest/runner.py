@@ -25,9 +25,9 @@ from typing import Any, Literal
 
 from redis.asyncio import Redis
 
+from ingest import metrics
 from ingest.backoff import Backoff
 from ingest.encode import JpegEncoder
-from ingest.metrics import FRAMES_PUBLISHED, STAGE_SECONDS, STREAMS_ACTIVE
 from ingest.pacing import Pacer
 from ingest.publisher import FramePublisher
 from ingest.sources import DecodedFrame, MediaClock, Source, SourceInfo, SourceSpec, open_source
@@ -122,7 +122,7 @@ class StreamRunner:
             The final state: ENDED, FAILED or STOPPED. Never raises except on cancellation
             (after writing STOPPED).
         """
-        STREAMS_ACTIVE.inc()
+        metrics.STREAMS_ACTIVE.inc()
         state, error = StreamState.STOPPED, None
         try:
             await self._reset_keys()
@@ -136,7 +136,7 @@ class StreamRunner:
             log.exception("stream %s crashed", self.sid, extra=self._log_extra)
             state, error = StreamState.FAILED, f"internal error: {type(exc).__name__}: {exc}"
         finally:
-            STREAMS_ACTIVE.dec()
+            metrics.STREAMS_ACTIVE.dec()
             await self._finish(state, error)
         return state
 
@@ -220,11 +220,12 @@ class StreamRunner:
     async def _reconnecting(self, reason: str, delay_s: float) -> None:
         self.info.state, self.info.error = StreamState.RECONNECTING, reason
         self.info.reconnects += 1
+        metrics.reconnected(self.sid)
         log.warning(
             "stream %s dropped out (%s); reconnecting in %.1f s (attempt %d)",
             self.sid, reason, delay_s, self._backoff.attempts, extra=self._log_extra,
         )  # fmt: skip
-        await registry.put(self._redis, self.info)
+        await self._record()
 
     async def _next(
         self,
@@ -258,7 +259,7 @@ class StreamRunner:
 
     async def _published(self, count: int, frame: PreparedFrame) -> None:
         """Count a published frame; LIVE at the first, the registry's count about once a second."""
-        FRAMES_PUBLISHED.labels(mode=self.info.mode.value).inc()
+        metrics.published(self.sid, len(frame.jpeg))
         self.info.frames = count
         if (
             self.info.state is not StreamState.LIVE
@@ -266,7 +267,7 @@ class StreamRunner:
             await self._went_live(frame)
         elif time.monotonic() - self._registry_at < REGISTRY_EVERY_S:
             return
-        await registry.put(self._redis, self.info)
+        await self._record()
         self._registry_at = time.monotonic()
 
     async def _wait_until_due(self, pacer: Pacer, pts_ns: int) -> int | None:
@@ -307,17 +308,22 @@ class StreamRunner:
                 self.sid, state.value, self.info.frames, extra=self._log_extra,
             )  # fmt: skip
         try:
-            await registry.put(self._redis, self.info)
+            await self._record()
         except Exception:  # the bus is gone; the state is lost with it, keep shutting down
             log.exception(
                 "could not record %s for stream %s", state.value, self.sid, extra=self._log_extra
             )
+
+    async def _record(self) -> None:
+        """Write the registry entry, and the state to the metrics."""
+        metrics.STATES.set(self.sid, self.info.state)
+        await registry.put(self._redis, self.info)
 
     # -- on the decode thread ----------------------------------------------------------------
 
     def _prepare(self, frame: DecodedFrame) -> PreparedFrame:
         started = time.perf_counter()
         image = self._encoder.encode(frame.bgr)
-        STAGE_SECONDS.labels(stage="encode").observe(time.perf_counter() - started)
-        STAGE_SECONDS.labels(stage="decode").observe(frame.decode_s)
+        metrics.ENCODE_SECONDS.observe(time.perf_counter() - started)
+        metrics.DECODE_SECONDS.observe(frame.decode_s)
         return PreparedFrame(image.jpeg, image.width, image.height, frame.pts_ns, frame.decoded_ns)

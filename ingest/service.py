@@ -103,6 +103,7 @@ class IngestService:
     async def run(self, stop: asyncio.Event) -> None:
         """Serve commands until ``stop`` is set, then stop every stream and clean up."""
         await self._ensure_group()  # before the first beat: who sees it may send commands
+        await self._sweep_metrics()  # before the first beat too: no series of a stream gone
         async with metrics.exporter(self._settings) as exporter:
             beat = Heartbeat(self._redis, SERVICE, self._name, metrics=exporter.address)
             async with beat:

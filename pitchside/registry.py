@@ -38,3 +38,8 @@ async def get_all(redis: Redis) -> list[StreamInfo]:
 
 async def remove(redis: Redis, sid: str) -> bool:
     return bool(await redis.hdel(STREAMS_KEY, sid))
+
+
+async def ids(redis: Redis) -> set[str]:
+    """The id of every stream in the registry, readable or not."""
+    return {k.decode() if isinstance(k, bytes) else str(k) for k in await redis.hkeys(STREAMS_KEY)}

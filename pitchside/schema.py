@@ -15,7 +15,7 @@ Hashes:
 Lists:
     ``pitchside:reply:{id}``    ingest -> gateway: one ControlReply JSON, then expires
 Strings:
-    ``pitchside:health:{service}:{id}``  heartbeat of one ingest or worker process (TTL)
+    ``pitchside:health:{service}:{id}``  heartbeat of one service process (Beat JSON, TTL)
 """
 
 from __future__ import annotations
@@ -93,21 +93,34 @@ def instance_from_health_key(key: str | bytes) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class WorkerBeat:
-    """The value of a worker's health key: when it last beat and the model it serves."""
+class Beat:
+    """The value of every service's health key ``pitchside:health:{service}:{name}``: who
+    beats, when, where its ``/metrics`` is served and, for a worker, the model it serves."""
 
-    ts: int  # epoch ns
-    model: str
+    service: str  # ingest, worker, gateway
+    name: str  # the instance name, the key's last part
+    ts: int  # epoch ns of this beat
+    metrics: str | None = None  # "host:port" serving /metrics; None: none announced
+    model: str | None = None  # a worker's model: the file name, or name/version
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self))
+        return json.dumps({"v": SCHEMA_VERSION, **asdict(self)}, separators=(",", ":"))
 
     @classmethod
-    def from_json(cls, raw: str | bytes) -> WorkerBeat:
+    def from_json(cls, raw: str | bytes) -> Beat:
+        """Raises SchemaError for another version, or a value that is not a beat."""
         try:
-            return cls(**json.loads(raw))
-        except (ValueError, TypeError) as exc:
-            raise SchemaError(f"worker heartbeat is malformed: {exc}") from exc
+            data = json.loads(raw)
+            version = data.pop("v")
+            beat = cls(**data)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise SchemaError(f"heartbeat is malformed: {exc}") from exc
+        if version != SCHEMA_VERSION:
+            raise SchemaError(f"heartbeat v{version}, this build reads v{SCHEMA_VERSION}")
+        texts = (beat.service, beat.name, beat.metrics or "", beat.model or "")
+        if not isinstance(beat.ts, int) or not all(isinstance(t, str) for t in texts):
+            raise SchemaError(f"heartbeat has a field of the wrong type: {data}")
+        return beat
 
 
 def sid_from_frames_key(key: str | bytes) -> str:

@@ -121,6 +121,11 @@ class Settings:
     # Training
     mlflow_tracking_uri: str | None = None  # MLFLOW_TRACKING_URI; None: sqlite under data_dir
 
+    # Metrics
+    metrics_host: str = "127.0.0.1"  # PITCHSIDE_METRICS_HOST; ingest's and workers' /metrics
+    metrics_port: int = 0  # PITCHSIDE_METRICS_PORT; 0: a free port the OS picks
+    metrics_max_streams: int = 100  # PITCHSIDE_METRICS_MAX_STREAMS; the rest: stream="other"
+
     # Logging
     log_level: str = "INFO"  # PITCHSIDE_LOG_LEVEL
     log_json: bool = False  # PITCHSIDE_LOG_JSON
@@ -212,6 +217,9 @@ class Settings:
             claim_idle_ms=r.get("PITCHSIDE_CLAIM_IDLE_MS", int, 30_000, lo=100),
             database_url=_database_url(env.get("DATABASE_URL", "")),
             mlflow_tracking_uri=env.get("MLFLOW_TRACKING_URI") or None,
+            metrics_host=env.get("PITCHSIDE_METRICS_HOST") or "127.0.0.1",
+            metrics_port=r.get("PITCHSIDE_METRICS_PORT", int, 0, lo=0, hi=65535),
+            metrics_max_streams=r.get("PITCHSIDE_METRICS_MAX_STREAMS", int, 100, lo=0, hi=100_000),
             log_level=r.choice(
                 "PITCHSIDE_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"
             ),

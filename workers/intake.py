@@ -109,6 +109,7 @@ class Intake:
             return
         self._next_refresh = now + REFRESH_S
         infos = await registry.get_all(self.redis)
+        metrics.STREAMS.keep_only({info.sid for info in infos})  # a deleted stream's series go
         # ENDED streams stay readable: an uploaded match keeps its unread frames to finish.
         streams = {
             frames_key(i.sid): i for i in infos if i.state.active or i.state is StreamState.ENDED
@@ -209,7 +210,7 @@ class Intake:
                 del self._backlog[before:]
         if stale:
             await self._ack(stale)
-            self._count_skipped(len(stale), metrics.REASON_STALE)
+            self._count_skipped(stale, metrics.REASON_STALE)
 
     # ---------------------------------------------------------------------------------------
     # Selection
@@ -222,7 +223,7 @@ class Intake:
         if skipped:
             behind = [frame for entries in skipped.values() for _, frame in entries]
             await self._ack(behind)
-            self._count_skipped(len(behind), metrics.REASON_BEHIND)
+            self._count_skipped(behind, metrics.REASON_BEHIND)
         newest = sorted((frame for _, frame in keep.values()), key=lambda f: f.dequeue_ns)
         ordered = newest + round_robin(analyse)
         n = self.settings.batch_max
@@ -236,6 +237,6 @@ class Intake:
         await pipe.execute()
         self.release(frames)
 
-    def _count_skipped(self, n: int, reason: str) -> None:
-        self.skipped += n
-        metrics.FRAMES_DROPPED.labels(metrics.STAGE, reason).inc(n)
+    def _count_skipped(self, frames: Sequence[Frame], reason: str) -> None:
+        self.skipped += len(frames)
+        metrics.dropped((f.sid for f in frames), reason)

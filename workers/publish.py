@@ -86,7 +86,7 @@ class Publisher:
         Args:
             done: the batch; its bad frames are acknowledged, logged and counted too.
             messages: from :meth:`messages`.
-            post_s: what :meth:`messages` took, for ``stage_seconds{stage="post"}``.
+            post_s: what :meth:`messages` took (``pitchside_worker_postprocess_seconds``).
 
         Returns:
             Every frame acknowledged.
@@ -109,18 +109,12 @@ class Publisher:
                 reason,
                 extra={"sid": frame.sid},
             )
-        if batch.bad:
-            self.bad += len(batch.bad)
-            metrics.FRAMES_DROPPED.labels(metrics.STAGE, metrics.REASON_BAD_FRAME).inc(
-                len(batch.bad)
-            )
-        n = len(batch.frames)
-        if n:
-            self.processed += n
+        self.bad += len(batch.bad)
+        metrics.dropped((frame.sid for frame, _ in batch.bad), metrics.REASON_BAD_FRAME)
+        if batch.frames:
+            self.processed += len(batch.frames)
             self.batches += 1
-            metrics.FRAMES_PROCESSED.labels(metrics.STAGE).inc(n)
-            metrics.BATCH_SIZE.observe(n)
-            metrics.STAGE_SECONDS.labels("decode").observe(batch.decode_s)
-            metrics.STAGE_SECONDS.labels("infer").observe(done.infer_s)
-            metrics.STAGE_SECONDS.labels("post").observe(post_s)
+            model = batch.detector.model_id if batch.detector is not None else ""
+            sids = (frame.sid for frame in batch.frames)
+            metrics.batch_done(sids, model, batch.decode_s, done.infer_s, post_s)
         return acked

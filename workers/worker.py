@@ -18,8 +18,9 @@ poll step in a loop, with counters on the object. Each iteration:
 Analyse streams are processed in order and acknowledged only after their detections are
 written; an entry this worker read is never dropped. When ``stop`` is set the worker
 finishes the batches in flight, writes and acknowledges them in order, and returns. While it
-runs it keeps its health key alive (:class:`~pitchside.heartbeat.Heartbeat`, naming the model
-it serves) and, for a registry alias, swaps in a newly promoted model between batches.
+runs it serves its metrics (:mod:`workers.metrics`) on its own endpoint, keeps its health key
+alive (:class:`~pitchside.heartbeat.Heartbeat`, naming that endpoint and the model it serves)
+and, for a registry alias, swaps in a newly promoted model between batches.
 """
 
 from __future__ import annotations
@@ -35,9 +36,9 @@ from pitchside.errors import PitchsideError, SettingsError
 from pitchside.heartbeat import Heartbeat
 from pitchside.models import resolve
 from pitchside.redis_client import connect
-from pitchside.schema import WorkerBeat, now_ns
 from pitchside.service import instance_name
 from pitchside.settings import Settings
+from workers import metrics
 from workers.batch import Batch, Inferred
 from workers.engines import Detector, load_for_worker
 from workers.intake import Intake
@@ -113,9 +114,13 @@ class Worker:
                 undelivered frames and nothing is in flight): deterministic tests.
         """
         log.info("worker %s serving %s", self.name, self.detector.model_id)
-        heartbeat = Heartbeat(self.redis, SERVICE, self.name, self._beat)
-        async with heartbeat, Lanes(self.name, self.settings.lanes) as lanes, self._watching():
-            await self._main(stop, until_idle, lanes)
+        metrics.serving(self.detector.model_id)
+        async with metrics.exporter(self.settings) as exporter:
+            heartbeat = Heartbeat(
+                self.redis, SERVICE, self.name, metrics=exporter.address, model=self._model_id
+            )
+            async with heartbeat, Lanes(self.name, self.settings.lanes) as lanes, self._watching():
+                await self._main(stop, until_idle, lanes)
         log.info(
             "worker %s stopped: %d frames processed, %d skipped, %d bad, %d batches",
             self.name,
@@ -172,8 +177,8 @@ class Worker:
         messages, post_s = await lanes.in_prep(self._publisher.messages, done)
         self._intake.release(await self._publisher.write(done, messages, post_s))
 
-    def _beat(self) -> str:
-        return WorkerBeat(ts=now_ns(), model=self.detector.model_id).to_json()
+    def _model_id(self) -> str:
+        return self.detector.model_id
 
     # ---------------------------------------------------------------------------------------
     # Model swaps
@@ -209,6 +214,7 @@ class Worker:
             old = self.detector
             self.detector, self.lanes_detector = detector, lanes_detector
             self.model_swaps += 1
+            metrics.serving(detector.model_id)
             log.info("worker %s switched from %s to %s", self.name, old.model_id, detector.model_id)
 
 

@@ -20,7 +20,8 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
-from ingest.metrics import FRAMES_DROPPED, REASON_STOPPED, STAGE
+from ingest import metrics
+from ingest.metrics import REASON_STOPPED
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +175,7 @@ class ThreadedSource(Generic[T]):
             await asyncio.sleep(0.01)
         discarded = sum(not isinstance(i, _End) for i in self._drain())
         if discarded:
-            FRAMES_DROPPED.labels(stage=STAGE, reason=REASON_STOPPED).inc(discarded)
+            metrics.dropped(self._sid, REASON_STOPPED, discarded)
         if self.alive:
             log.warning(
                 "decode thread of %s still running %.1f s after stop",

@@ -27,7 +27,7 @@ import time
 from collections.abc import Generator
 from typing import Any
 
-from ingest.metrics import FRAMES_DROPPED, STAGE
+from ingest import metrics
 from ingest.sources import MediaClock, SourceKind, SourceSpec
 from ingest.sources.info import SourceInfo
 from ingest.sources.threaded import DecodedFrame
@@ -214,7 +214,7 @@ class WhipPeer:
                 frame = await track.recv()
                 with self._cond:
                     if self._latest is not None:
-                        FRAMES_DROPPED.labels(stage=STAGE, reason=REASON_STALE).inc()
+                        metrics.dropped(self.sid, REASON_STALE)
                     self._latest = frame
                     self._cond.notify()
         except MediaStreamError:  # the publisher left, or the connection closed

@@ -461,8 +461,8 @@ async def test_metrics_exposes_prometheus_text(client: httpx.AsyncClient) -> Non
     resp = await client.get("/metrics")
     assert resp.status_code == 200
     assert resp.headers["content-type"].startswith("text/plain")
-    assert "# TYPE gateway_viewers gauge" in resp.text
-    assert "# TYPE frames_dropped_total counter" in resp.text
+    assert "# TYPE pitchside_gateway_viewers gauge" in resp.text
+    assert "# TYPE pitchside_frames_dropped_total counter" in resp.text
 
 
 async def test_index_serves_the_viewer(client: httpx.AsyncClient) -> None:

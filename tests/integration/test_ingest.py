@@ -23,7 +23,7 @@ import pytest
 from redis.asyncio import Redis
 
 from ingest.runner import PreparedFrame, StreamRunner
-from ingest.service import serve
+from ingest.service import METRICS_SWEEP_S, serve
 from ingest.sources import DecodedFrame, SourceInfo, parse, probe
 from ingest.sources.file import decode_file, local_path
 from pitchside import registry
@@ -32,6 +32,7 @@ from pitchside.schema import (
     CONTROL_KEY,
     INGEST_GROUP,
     WORKERS_GROUP,
+    Beat,
     Command,
     ControlMsg,
     ControlReply,
@@ -45,6 +46,7 @@ from pitchside.schema import (
 )
 from pitchside.settings import Settings
 from tests.conftest import CLIP, require_asset
+from tests.integration.scrape import scrape, streams, value
 
 T = TypeVar("T")
 
@@ -532,3 +534,97 @@ async def test_service_stop_stops_every_stream_and_leaves_no_thread(
     assert not await redis.exists(health_key("ingest", SERVICE_NAME))
     left = [t.name for t in set(threading.enumerate()) - before]
     assert left == [], f"threads left running: {left}"
+
+
+# --------------------------------------------------------------------------------------------
+# Metrics
+
+
+async def metrics_address(redis: Redis) -> str:
+    """The ``host:port`` the test ingest's heartbeat announces for its /metrics."""
+    beat = Beat.from_json(await redis.get(health_key("ingest", SERVICE_NAME)))
+    assert (beat.service, beat.name) == ("ingest", SERVICE_NAME)
+    assert beat.metrics, f"the ingest heartbeat names no metrics address: {beat}"
+    return beat.metrics
+
+
+async def test_ingest_serves_per_stream_metrics_on_the_address_its_heartbeat_announces(
+    make_ingest: IngestFactory, redis: Redis
+) -> None:
+    # given an ingest service playing the clip live
+    ingest = await make_ingest()
+    address = await metrics_address(redis)
+    assert (await ingest.start("metered", require_asset(CLIP), loop=True)).ok
+
+    # when its endpoint is scraped after ten frames or more
+    async def published() -> list[Any]:
+        samples = await scrape(address)
+        count = value(samples, "pitchside_ingest_frames_published_total", stream="metered")
+        return samples if (count or 0) >= 10 else []
+
+    samples = await wait_until(published, 20, "ten frames counted on /metrics", every_s=0.2)
+    # then it counts the stream's frames and bytes, times decode and encode, shows the state
+    frames = value(samples, "pitchside_ingest_frames_published_total", stream="metered") or 0
+    jpeg_bytes = value(samples, "pitchside_ingest_published_bytes_total", stream="metered")
+    assert jpeg_bytes is not None and jpeg_bytes > frames * 5_000, "848x478 JPEGs of ~50 kB"
+    for timed in ("pitchside_ingest_decode_seconds", "pitchside_ingest_encode_seconds"):
+        assert (value(samples, f"{timed}_count") or 0) >= frames, timed
+        assert 0 < (value(samples, f"{timed}_sum") or 0) < frames * 0.5, f"{timed}: ms a frame"
+    live = value(samples, "pitchside_ingest_source_state", stream="metered", state="live")
+    assert live == 1, "one series for the stream, at its state"
+    assert (
+        value(samples, "pitchside_ingest_source_state", stream="metered", state="connecting")
+        is None
+    )
+    assert value(samples, "pitchside_ingest_streams") == 1
+    assert (value(samples, "process_resident_memory_bytes") or 0) > 10_000_000
+    assert value(samples, "process_cpu_seconds_total") is not None
+
+
+async def test_ingest_forgets_a_stream_series_once_it_has_left_the_registry(
+    make_ingest: IngestFactory, redis: Redis
+) -> None:
+    # given a stream that ran and was stopped
+    ingest = await make_ingest()
+    address = await metrics_address(redis)
+    assert (await ingest.start("brief", require_asset(CLIP), loop=True)).ok
+    await ingest.wait_frames("brief", 3)
+    assert (await ingest.stop_stream("brief")).ok
+    samples = await scrape(address)
+    assert value(samples, "pitchside_ingest_source_state", stream="brief", state="stopped") == 1
+    assert (value(samples, "pitchside_ingest_frames_published_total", stream="brief") or 0) >= 3
+    # when it is deleted from the registry (as DELETE /api/streams/{sid} does)
+    await registry.remove(redis, "brief")
+
+    # then its series are gone within a sweep
+    async def forgotten() -> bool:
+        return "brief" not in streams(await scrape(address))
+
+    await wait_until(forgotten, METRICS_SWEEP_S + 10, "the series of brief to go", every_s=0.2)
+
+
+async def test_ingest_folds_the_streams_past_the_cap_into_other(
+    make_ingest: IngestFactory, redis: Redis
+) -> None:
+    # given an ingest that labels one stream by name, running two
+    ingest = await make_ingest(metrics_max_streams=1)
+    address = await metrics_address(redis)
+    assert (await ingest.start("first", require_asset(CLIP), loop=True)).ok
+    await ingest.wait_state("first", StreamState.LIVE)
+    assert (await ingest.start("second", require_asset(CLIP), loop=True)).ok
+    await ingest.wait_state("second", StreamState.LIVE)
+
+    # when both have published frames
+    async def both() -> list[Any]:
+        samples = await scrape(address)
+        counts = [
+            value(samples, "pitchside_ingest_frames_published_total", stream=s) or 0
+            for s in ("first", "other")
+        ]
+        return samples if min(counts) > 0 else []
+
+    samples = await wait_until(both, 20, "frames of both streams on /metrics", every_s=0.2)
+    # then the second is counted under "other", in every per-stream family
+    assert "second" not in streams(samples)
+    assert value(samples, "pitchside_ingest_source_state", stream="other", state="live") == 1
+    assert value(samples, "pitchside_ingest_source_state", stream="first", state="live") == 1

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import cv2
+import httpx
 import numpy as np
 import pytest
 from redis.asyncio import Redis
@@ -16,12 +17,12 @@ from redis.asyncio import Redis
 from pitchside import registry
 from pitchside.schema import (
     WORKERS_GROUP,
+    Beat,
     DetsMsg,
     FrameMsg,
     Mode,
     StreamInfo,
     StreamState,
-    WorkerBeat,
     dets_key,
     frames_key,
     health_key,
@@ -29,6 +30,7 @@ from pitchside.schema import (
 )
 from pitchside.settings import Settings
 from tests.conftest import CLIP, COCO_ONNX, require_asset
+from tests.integration.scrape import eventually, scrape, value
 from workers import metrics
 from workers.engines import Detector, Prepared, load_detector
 from workers.worker import Worker, serve
@@ -96,8 +98,9 @@ async def _run_until_idle(worker: Worker) -> None:
     await asyncio.wait_for(worker.run(asyncio.Event(), until_idle=True), RUN_TIMEOUT_S)
 
 
-def _dropped(reason: str) -> float:
-    return metrics.FRAMES_DROPPED.labels(metrics.STAGE, reason)._value.get()
+def _dropped(reason: str, stream: str) -> float:
+    labels = {"stage": metrics.STAGE, "reason": reason, "stream": stream}
+    return metrics.REGISTRY.get_sample_value("pitchside_frames_dropped_total", labels) or 0.0
 
 
 async def test_worker_writes_dets_for_each_live_frame_when_it_keeps_up(
@@ -150,7 +153,7 @@ async def test_worker_processes_newest_and_acks_9_skipped_when_10_live_frames_qu
     # given a live stream with 10 frames queued
     await _stream(redis, "cam1", Mode.LIVE)
     ids = await _publish(redis, "cam1", jpegs[:10])
-    before = _dropped(metrics.REASON_BEHIND)
+    before = _dropped(metrics.REASON_BEHIND, "cam1")
     worker = make_worker()
     # when the worker runs
     await _run_until_idle(worker)
@@ -158,7 +161,7 @@ async def test_worker_processes_newest_and_acks_9_skipped_when_10_live_frames_qu
     ((_, msg),) = await _dets(redis, "cam1")
     assert (msg.seq, msg.frame_id) == (9, ids[-1])
     assert worker.frames_processed == 1 and worker.frames_skipped == 9
-    assert _dropped(metrics.REASON_BEHIND) - before == 9
+    assert _dropped(metrics.REASON_BEHIND, "cam1") - before == 9
     assert await _pending(redis, "cam1") == 0, "skipped frames must be acknowledged too"
 
 
@@ -209,7 +212,7 @@ async def test_worker_acks_and_counts_bad_frames_without_crashing(
     await redis.xadd(key, not_jpeg.to_fields())
     await redis.xadd(key, {"v": 1, "seq": "one"})
     (good_id,) = await _publish(redis, "match", [jpegs[0]], first_seq=2)
-    before = _dropped(metrics.REASON_BAD_FRAME)
+    before = _dropped(metrics.REASON_BAD_FRAME, "match")
     worker = make_worker()
     # when the worker runs
     await _run_until_idle(worker)
@@ -217,7 +220,7 @@ async def test_worker_acks_and_counts_bad_frames_without_crashing(
     ((_, msg),) = await _dets(redis, "match")
     assert msg.frame_id == good_id
     assert worker.frames_bad == 2 and worker.frames_processed == 1
-    assert _dropped(metrics.REASON_BAD_FRAME) - before == 2
+    assert _dropped(metrics.REASON_BAD_FRAME, "match") - before == 2
     assert await _pending(redis, "match") == 0
 
 
@@ -273,11 +276,64 @@ async def test_worker_heartbeat_is_set_while_running_and_removed_on_stop(
         await asyncio.sleep(0.05)
     # then its health key exists with a TTL, and it is gone after a clean stop
     assert await redis.exists(key), "no heartbeat within 10 s"
-    assert WorkerBeat.from_json(await redis.get(key)).model == "yolov8n_int8.onnx"
+    beat = Beat.from_json(await redis.get(key))
+    assert (beat.service, beat.name, beat.model) == ("worker", "w-beat", "yolov8n_int8.onnx")
     assert 0 < await redis.ttl(key) <= 6
     stop.set()
     await asyncio.wait_for(task, RUN_TIMEOUT_S)
     assert not await redis.exists(key)
+
+
+async def test_worker_serves_its_metrics_on_the_address_its_heartbeat_announces(
+    redis: Redis, make_worker: Callable[..., Worker], jpegs: list[bytes]
+) -> None:
+    # given a running worker and a live stream
+    await _stream(redis, "metered", Mode.LIVE)
+    worker = make_worker("w-metrics")
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    key = health_key("worker", "w-metrics")
+
+    async def announced() -> Beat | None:
+        raw = await redis.get(key)
+        return Beat.from_json(raw) if raw is not None else None
+
+    beat = await eventually(announced, 30, "the worker's heartbeat")
+    assert beat.metrics, f"the worker's heartbeat names no metrics address: {beat}"
+    try:
+        # when it has detected three frames, one at a time, and its endpoint is scraped
+        for seq in range(3):
+            await _publish(redis, "metered", [jpegs[seq]], first_seq=seq)
+
+            async def detected(n: int = seq + 1) -> bool:
+                return await redis.xlen(dets_key("metered")) >= n
+
+            await eventually(detected, RUN_TIMEOUT_S, f"detections of frame {seq}")
+        samples = await scrape(beat.metrics)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, RUN_TIMEOUT_S)
+    # then it counts the frames by stream and model, and times its batches and frames
+    inferred = value(
+        samples,
+        "pitchside_worker_frames_inferred_total",
+        stream="metered",
+        model="yolov8n_int8.onnx",
+    )
+    assert inferred == 3
+    assert (value(samples, "pitchside_worker_batch_size_count") or 0) >= 3
+    for per_batch in ("preprocess", "inference", "postprocess"):
+        count = value(samples, f"pitchside_worker_{per_batch}_seconds_count") or 0
+        total = value(samples, f"pitchside_worker_{per_batch}_seconds_sum") or 0
+        assert count >= 3 and 0 < total < count * 5, f"{per_batch}: {total} s in {count}"
+    per_frame = value(samples, "pitchside_worker_inference_frame_seconds_count") or 0
+    assert per_frame >= 3
+    model = value(samples, "pitchside_worker_model_info", name="yolov8n_int8.onnx", version="")
+    assert model == 1
+    assert (value(samples, "process_resident_memory_bytes") or 0) > 10_000_000
+    # and the endpoint is closed once the worker stopped
+    with pytest.raises(httpx.ConnectError):
+        await scrape(beat.metrics)
 
 
 async def test_serve_consumes_until_stop_then_removes_its_health_key(

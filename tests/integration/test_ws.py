@@ -26,6 +26,7 @@ from gateway import protocol
 from gateway.app import create_app
 from pitchside import registry
 from pitchside.schema import (
+    WORKERS_GROUP,
     DetsMsg,
     FrameMsg,
     StreamInfo,
@@ -36,6 +37,7 @@ from pitchside.schema import (
 )
 from pitchside.settings import Settings
 from tests.conftest import IMAGES_DIR, require_asset
+from tests.integration.scrape import eventually, scrape, streams, value
 
 WAIT_S = 10.0  # bound of every wait for something that should come at once
 DETECTIONS = [
@@ -56,6 +58,10 @@ class Gateway:
     @property
     def http_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
 
     async def metric(self, name: str, **labels: str) -> float:
         """One sample of /metrics, 0 when absent."""
@@ -283,7 +289,9 @@ async def test_ws_skips_and_counts_a_frame_already_trimmed(gateway: Gateway, red
         assert (meta["seq"], jpeg) == (1, small_jpeg(1))
         assert [(await recv_json(text))["seq"] for _ in range(2)] == [0, 1]
     # and the drop is counted
-    dropped = await gateway.metric("frames_dropped_total", stage="gateway", reason="frame_trimmed")
+    dropped = await gateway.metric(
+        "pitchside_frames_dropped_total", stage="gateway", reason="frame_trimmed", stream="cam"
+    )
     assert dropped == 1
 
 
@@ -330,7 +338,9 @@ async def test_ws_slow_viewer_loses_its_oldest_messages_without_slowing_a_fast_o
     assert slow_seqs[-queue:] == list(range(n - queue, n)), slow_seqs
     assert slow_seqs == sorted(slow_seqs)
     assert len(slow_seqs) < n - queue, f"the slow viewer should have lost messages: {slow_seqs}"
-    dropped = await gateway.metric("frames_dropped_total", stage="gateway", reason="slow_client")
+    dropped = await gateway.metric(
+        "pitchside_frames_dropped_total", stage="gateway", reason="slow_client", stream="cam"
+    )
     assert dropped == n - len(slow_seqs), "every message the slow viewer lost is counted"
 
 
@@ -410,15 +420,101 @@ async def test_ws_reader_stops_when_last_viewer_leaves(gateway: Gateway, redis: 
     async with viewer(gateway.ws_url("cam")) as a, viewer(gateway.ws_url("cam")) as b:
         await hello(a)
         await hello(b)
-        assert await gateway.metric("gateway_feeds") == 1, "one reader for both viewers"
-        assert await gateway.metric("gateway_viewers") == 2
+        assert await gateway.metric("pitchside_gateway_feeds") == 1, "one reader for both viewers"
+        assert await gateway.metric("pitchside_gateway_viewers", stream="cam") == 2
 
     async def idle() -> bool:
-        return await gateway.metric("gateway_feeds") == 0 and (
-            await gateway.metric("gateway_viewers") == 0
+        return await gateway.metric("pitchside_gateway_feeds") == 0 and (
+            await gateway.metric("pitchside_gateway_viewers", stream="cam") == 0
         )
 
     await _eventually(idle, "the reader to stop after the last viewer left")
+
+
+# ------------------------------------------------------------------ metrics
+
+
+async def test_gateway_metrics_count_a_stream_frames_messages_viewers_and_latency(
+    gateway: Gateway, redis: Redis
+) -> None:
+    # given one viewer of a live stream
+    await live_stream(redis, "cam")
+    async with viewer(gateway.ws_url("cam")) as ws:
+        await hello(ws)
+        # when three frames reach it
+        for seq in range(3):
+            await publish(redis, "cam", seq=seq, jpeg=small_jpeg(seq))
+        for _ in range(3):
+            await recv(ws)
+
+        # then the frames, the messages sent and their end-to-end latency are counted
+        async def sent() -> list[Any]:
+            samples = await scrape(gateway.address)
+            done = value(samples, "pitchside_gateway_messages_sent_total", stream="cam")
+            return samples if done == 3 else []
+
+        samples = await eventually(sent, WAIT_S, "three messages counted")
+        assert value(samples, "pitchside_gateway_frames_total", stream="cam") == 3
+        assert value(samples, "pitchside_gateway_viewers", stream="cam") == 1
+        assert value(samples, "pitchside_end_to_end_seconds_count", stream="cam") == 3
+        latency_s = value(samples, "pitchside_end_to_end_seconds_sum", stream="cam") or 0
+        assert 0 < latency_s < 3 * WAIT_S
+        # and so is each stage the frames' stamps tell (capture, publish, infer_end...)
+        for stage in ("ingest", "post", "gateway"):
+            count = value(samples, "pitchside_frame_stage_seconds_count", stage=stage)
+            assert count == 3, stage
+        assert value(samples, "pitchside_frame_stage_seconds_count", stage="infer") is None
+
+
+@pytest.mark.parametrize(
+    ("read", "acked", "trim", "lag", "pending"),
+    [
+        (0, 0, None, 6, 0),  # nothing delivered yet
+        (4, 1, None, 2, 3),  # counted from the seq of the last delivered entry
+        (6, 6, None, 0, 0),  # all caught up
+        (2, 0, 3, 3, 2),  # the last delivered entry was trimmed: every entry left is after it
+    ],
+)
+async def test_gateway_measures_consumer_group_lag_and_pending_at_each_scrape(
+    gateway: Gateway, redis: Redis, read: int, acked: int, trim: int | None, lag: int, pending: int
+) -> None:
+    # given a frames stream of six frames, a workers group and a consumer that read some
+    await live_stream(redis, "lagging")
+    key = frames_key("lagging")
+    for seq in range(6):
+        await redis.xadd(key, FrameMsg(seq, 0, now_ns(), now_ns(), 8, 8, b"jpeg").to_fields())
+    await redis.xgroup_create(key, WORKERS_GROUP, id="0")
+    if read:
+        reply = await redis.xreadgroup(WORKERS_GROUP, "w1", {key: ">"}, count=read)
+        ids = [entry_id for entry_id, _ in reply[0][1]]
+        if acked:
+            await redis.xack(key, WORKERS_GROUP, *ids[:acked])
+    if trim is not None:
+        await redis.xtrim(key, maxlen=trim, approximate=False)
+    # when Prometheus scrapes the gateway
+    samples = await scrape(gateway.address)
+    # then lag and pending of the group are as Redis holds them
+    labels = {"stream": "lagging", "group": WORKERS_GROUP}
+    assert value(samples, "pitchside_consumer_group_lag", **labels) == lag
+    assert value(samples, "pitchside_consumer_group_pending", **labels) == pending
+
+
+async def test_gateway_forgets_a_stream_series_at_the_first_scrape_after_its_deletion(
+    gateway: Gateway, redis: Redis
+) -> None:
+    # given a stream whose frame was trimmed (a drop) and whose group is measured
+    await live_stream(redis, "gone")
+    await redis.xgroup_create(frames_key("gone"), WORKERS_GROUP, id="0", mkstream=True)
+    async with viewer(gateway.ws_url("gone")) as ws:
+        await hello(ws)
+        await publish(redis, "gone", seq=0, jpeg=b"", frame_id="1-0")
+        await publish(redis, "gone", seq=1, jpeg=small_jpeg(1))
+        await recv(ws)
+    assert "gone" in streams(await scrape(gateway.address))
+    # when it leaves the registry
+    await registry.remove(redis, "gone")
+    # then the next scrape has no series of it
+    assert "gone" not in streams(await scrape(gateway.address))
 
 
 def test_web_assets_are_local_only() -> None:

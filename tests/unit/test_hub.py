@@ -1,4 +1,5 @@
-"""A viewer's bounded queue: the oldest messages go, the newest stay, and drops are counted."""
+"""A viewer's bounded queue: the oldest messages go, the newest stay, and drops are counted;
+each message keeps its frame's capture time for the end-to-end latency."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import asyncio
 
 import pytest
 
-from gateway.hub import Closing, Outgoing, Viewer
+from gateway.hub import Closing, Outgoing, Queued, Viewer
 
 
 async def test_viewer_drops_oldest_when_queue_is_full() -> None:
@@ -18,7 +19,9 @@ async def test_viewer_drops_oldest_when_queue_is_full() -> None:
         viewer.put(f"m{i}")
     # then it holds the newest 4, oldest first, and counted 6 drops
     got = [await viewer.get() for _ in range(4)]
-    assert got == ["m6", "m7", "m8", "m9"], "a slow viewer keeps only the newest messages"
+    assert got == [Queued(f"m{i}") for i in range(6, 10)], (
+        "a slow viewer keeps only the newest messages"
+    )
     assert viewer.dropped == 6
     assert len(drops) == 6, "every drop reaches the on_drop callback (the metric)"
     assert len(viewer) == 0
@@ -33,7 +36,7 @@ async def test_viewer_keeps_every_message_when_it_reads_in_time() -> None:
         viewer.put(f"m{i}")
         got.append(await viewer.get())
     # then nothing was dropped
-    assert got == [f"m{i}" for i in range(5)]
+    assert got == [Queued(f"m{i}") for i in range(5)]
     assert viewer.dropped == 0
 
 
@@ -46,20 +49,20 @@ async def test_viewer_get_waits_until_a_message_arrives() -> None:
     # when a message arrives
     viewer.put("hello")
     # then the waiting reader gets it
-    assert await asyncio.wait_for(reader, timeout=5) == "hello"
+    assert await asyncio.wait_for(reader, timeout=5) == Queued("hello")
 
 
 @pytest.mark.parametrize(
     ("frames", "message", "expected"),
     [
-        (True, Outgoing(text="{}", binary=b"bin"), b"bin"),
-        (False, Outgoing(text="{}", binary=b"bin"), "{}"),
-        (False, Outgoing(text="{}", binary=None), "{}"),
+        (True, Outgoing(text="{}", binary=b"bin", ts_capture=7), Queued(b"bin", 7)),
+        (False, Outgoing(text="{}", binary=b"bin", ts_capture=7), Queued("{}", 7)),
+        (False, Outgoing(text="{}", binary=None), Queued("{}")),
         (True, Outgoing(text="{}", binary=None), None),  # JPEG gone: binary viewers skip it
     ],
 )
 async def test_viewer_offer_queues_the_form_it_asked_for(
-    frames: bool, message: Outgoing, expected: bytes | str | None
+    frames: bool, message: Outgoing, expected: Queued | None
 ) -> None:
     viewer = Viewer("s", frames=frames, maxlen=4)
     viewer.offer(message)
@@ -78,7 +81,7 @@ async def test_viewer_delivers_queued_messages_before_closing() -> None:
     viewer.put("late")
     viewer.finish(Closing(1001, "second close is ignored"))
     # then the queued messages come first, then the first Closing, forever
-    assert [await viewer.get(), await viewer.get()] == ["a", "b"]
+    assert [await viewer.get(), await viewer.get()] == [Queued("a"), Queued("b")]
     closing = await viewer.get()
     assert closing == Closing(1000, "stream ended", '{"event":"state"}')
     assert await viewer.get() == closing

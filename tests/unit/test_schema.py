@@ -12,6 +12,7 @@ from pitchside import schema
 from pitchside.errors import InvalidRequestError, SchemaError
 from pitchside.schema import (
     SCHEMA_VERSION,
+    Beat,
     Command,
     ControlMsg,
     ControlReply,
@@ -181,6 +182,35 @@ def test_control_reply_round_trips_through_json(reply: ControlReply) -> None:
 def test_control_reply_from_bad_json_raises_schema_error(raw: str) -> None:
     with pytest.raises(SchemaError):
         ControlReply.from_json(raw)
+
+
+@pytest.mark.parametrize(
+    "beat",
+    [
+        Beat("worker", "worker-h-1", 1_700_000_000_000_000_000, "10.0.0.5:41234", "yolo.onnx"),
+        Beat("ingest", "ingest-h-2", 1_700_000_000_000_000_000, "[::1]:9464"),
+        Beat("gateway", "gateway-h-3", 1_700_000_000_000_000_000),
+    ],
+)
+def test_beat_round_trips_through_json_with_its_version(beat: Beat) -> None:
+    raw = beat.to_json()
+    assert json.loads(raw)["v"] == SCHEMA_VERSION
+    assert Beat.from_json(raw.encode()) == beat
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "1700000000000000000",  # the bare timestamp ingest beat before beats were JSON
+        json.dumps({"ts": 1, "model": "m.onnx"}),  # the old worker beat: no version
+        json.dumps({"v": SCHEMA_VERSION + 1, "service": "worker", "name": "w", "ts": 1}),
+        json.dumps({"v": SCHEMA_VERSION, "service": "worker", "name": "w", "ts": "soon"}),
+        json.dumps({"v": SCHEMA_VERSION, "service": "worker", "name": "w", "ts": 1, "x": 1}),
+    ],
+)
+def test_beat_that_is_not_one_of_this_version_raises_schema_error(raw: str) -> None:
+    with pytest.raises(SchemaError):
+        Beat.from_json(raw)
 
 
 @pytest.mark.parametrize(

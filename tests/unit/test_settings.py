@@ -76,6 +76,9 @@ EVERY_VARIABLE: list[tuple[str, str, tuple[str, Any]]] = [
     ("DATABASE_URL", "postgresql+psycopg://pitch:s3cret@db.local:5432/results",
      ("database_url", "postgresql+psycopg://pitch:s3cret@db.local:5432/results")),
     ("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000", ("mlflow_tracking_uri", "http://127.0.0.1:5000")),
+    ("PITCHSIDE_METRICS_HOST", "0.0.0.0", ("metrics_host", "0.0.0.0")),
+    ("PITCHSIDE_METRICS_PORT", "9464", ("metrics_port", 9464)),
+    ("PITCHSIDE_METRICS_MAX_STREAMS", "20", ("metrics_max_streams", 20)),
     ("PITCHSIDE_LOG_LEVEL", "debug", ("log_level", "DEBUG")),
     ("PITCHSIDE_LOG_JSON", "true", ("log_json", True)),
 ]  # fmt: skip
