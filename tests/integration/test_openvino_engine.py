@@ -20,6 +20,7 @@ from pitchside.schema import Detection
 from pitchside.settings import Settings
 from tests.conftest import ASSETS, COCO_ONNX, IMAGES_DIR, require_asset
 from tests.integration.engine_helpers import TWO_CLASSES, greedy_match, tiny_onnx
+from training.evaluate import box_iou
 from workers.engines import Detector, inspect_model, load_detector, parse_names
 
 YOLO11N_OPENVINO = ASSETS / "models" / "yolo11n_int8_openvino_model"
@@ -74,13 +75,18 @@ def _boxes(dets: list[Detection], cls: int) -> np.ndarray:
 
 def _unmatched(ours: list[Detection], theirs: list[Detection]) -> list[Detection]:
     """Our boxes scored at least ``CONF`` with no box of their class on the other side
-    (scored at least ``CONF - SCORE_TOL``) overlapping it by half."""
+    (scored at least ``CONF - SCORE_TOL``) overlapping it by half.
+
+    Any box counts, not only one left unpaired: of two near-duplicates (IoU close to the NMS
+    threshold) one runtime may keep both and the other suppress one (seen with OpenVINO
+    2026.4 and ONNX Runtime 1.32 on the INT8 model, IoU 0.70 against NMS's 0.7).
+    """
     lost = []
     for cls in {d.cls for d in ours}:
-        mine = [d for d in ours if d.cls == cls]
-        pairs = greedy_match(_boxes(mine, cls), _boxes(theirs, cls), min_iou=0.5)
-        matched = {i for i, _, _ in pairs}
-        lost += [d for i, d in enumerate(mine) if i not in matched and d.score >= CONF]
+        mine = [d for d in ours if d.cls == cls and d.score >= CONF]
+        other = _boxes(theirs, cls)
+        best = box_iou(_boxes(mine, cls), other).max(axis=1) if len(other) else np.zeros(len(mine))
+        lost += [d for d, iou in zip(mine, best, strict=True) if iou < 0.5]
     return lost
 
 
