@@ -1,20 +1,13 @@
-"""Scrape a ``/metrics`` endpoint as Prometheus does, pick samples out of it, and wait for
-a condition on them."""
+"""Scrape a ``/metrics`` endpoint as Prometheus does and pick samples out of it (wait for a
+condition on them with :func:`tests.integration.test_ingest.wait_until`)."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
-
 import httpx
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 SCRAPE_TIMEOUT_S = 10.0
-T = TypeVar("T")
 
 
 async def scrape(address: str) -> list[Sample]:
@@ -37,18 +30,3 @@ def value(samples: list[Sample], name: str, /, **labels: str) -> float | None:
 def streams(samples: list[Sample]) -> set[str]:
     """Every ``stream`` label value of the samples."""
     return {s.labels["stream"] for s in samples if "stream" in s.labels}
-
-
-async def eventually(
-    check: Callable[[], Awaitable[T]], timeout_s: float, what: str, every_s: float = 0.1
-) -> T:
-    """Poll ``check`` until it returns something truthy, and return that; fail after
-    ``timeout_s`` naming ``what``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s:g} s waiting for {what}")
-        await asyncio.sleep(every_s)

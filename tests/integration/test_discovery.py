@@ -10,7 +10,8 @@ import httpx
 
 from tests.conftest import CLIP
 from tests.integration.conftest import Stack
-from tests.integration.scrape import eventually, scrape, value
+from tests.integration.scrape import scrape, value
+from tests.integration.test_ingest import wait_until
 
 WAIT_S = 60.0  # bound of each wait: a clip's first frames through three processes on 2 cores
 SERVICES = {"gateway", "ingest", "worker"}
@@ -37,7 +38,7 @@ async def test_sd_lists_every_service_and_each_target_serves_its_metrics(stack: 
         groups = await _targets(stack)
         return groups if {g["labels"]["service"] for g in groups} == SERVICES else []
 
-    groups = await eventually(every_service, WAIT_S, "ingest, a worker and the gateway in SD")
+    groups = await wait_until(every_service, WAIT_S, "ingest, a worker and the gateway in SD")
     # then each is one target group in Prometheus's format, on its own address
     assert len(groups) == 3, groups
     for group in groups:
@@ -72,7 +73,7 @@ async def test_each_service_counts_a_real_stream_on_the_endpoint_sd_names(stack:
             lag = value(gateway, "pitchside_consumer_group_lag", group="workers", **stream)
             return bool(published and inferred) and lag is not None
 
-        await eventually(flowed, WAIT_S, "sd-clip counted by ingest, the worker and the gateway")
+        await wait_until(flowed, WAIT_S, "sd-clip counted by ingest, the worker and the gateway")
         # then ingest shows the stream live, and the workers' lag stays within the stream's bound
         samples = await scrape(target["ingest"])
         assert value(samples, "pitchside_ingest_source_state", state="live", **stream) == 1

@@ -30,7 +30,8 @@ from pitchside.schema import (
 )
 from pitchside.settings import Settings
 from tests.conftest import CLIP, COCO_ONNX, require_asset
-from tests.integration.scrape import eventually, scrape, value
+from tests.integration.scrape import scrape, value
+from tests.integration.test_ingest import wait_until
 from workers import metrics
 from workers.engines import Detector, Prepared, load_detector
 from workers.worker import Worker, serve
@@ -298,7 +299,7 @@ async def test_worker_serves_its_metrics_on_the_address_its_heartbeat_announces(
         raw = await redis.get(key)
         return Beat.from_json(raw) if raw is not None else None
 
-    beat = await eventually(announced, 30, "the worker's heartbeat")
+    beat = await wait_until(announced, 30, "the worker's heartbeat")
     assert beat.metrics, f"the worker's heartbeat names no metrics address: {beat}"
     try:
         # when it has detected three frames, one at a time, and its endpoint is scraped
@@ -308,7 +309,7 @@ async def test_worker_serves_its_metrics_on_the_address_its_heartbeat_announces(
             async def detected(n: int = seq + 1) -> bool:
                 return await redis.xlen(dets_key("metered")) >= n
 
-            await eventually(detected, RUN_TIMEOUT_S, f"detections of frame {seq}")
+            await wait_until(detected, RUN_TIMEOUT_S, f"detections of frame {seq}")
         samples = await scrape(beat.metrics)
     finally:
         stop.set()

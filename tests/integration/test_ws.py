@@ -37,7 +37,8 @@ from pitchside.schema import (
 )
 from pitchside.settings import Settings
 from tests.conftest import IMAGES_DIR, require_asset
-from tests.integration.scrape import eventually, scrape, streams, value
+from tests.integration.scrape import scrape, streams, value
+from tests.integration.test_ingest import wait_until
 
 WAIT_S = 10.0  # bound of every wait for something that should come at once
 DETECTIONS = [
@@ -453,7 +454,7 @@ async def test_gateway_metrics_count_a_stream_frames_messages_viewers_and_latenc
             done = value(samples, "pitchside_gateway_messages_sent_total", stream="cam")
             return samples if done == 3 else []
 
-        samples = await eventually(sent, WAIT_S, "three messages counted")
+        samples = await wait_until(sent, WAIT_S, "three messages counted")
         assert value(samples, "pitchside_gateway_frames_total", stream="cam") == 3
         assert value(samples, "pitchside_gateway_viewers", stream="cam") == 1
         assert value(samples, "pitchside_end_to_end_seconds_count", stream="cam") == 3
