@@ -1,9 +1,10 @@
 """The gateway's app factory: REST control plane, viewer WebSocket, static viewer, metrics,
-image predictions and their history.
+image predictions and their history, uploads and analysis jobs.
 
 ``create_app(settings)`` builds a FastAPI app whose lifespan opens one Redis client, one
-:class:`~gateway.hub.Hub`, the results store (migrated to head) and the image
-:class:`~gateway.predictor.Predictor`, and yields them as typed state
+:class:`~gateway.hub.Hub`, the results store (migrated to head), the image
+:class:`~gateway.predictor.Predictor` and the :class:`~gateway.jobs.JobKeeper`, and yields
+them as typed state
 (``request.state["redis"]``...).
 Every error leaves as ``{"error": code, "detail": message}`` with its status; never a trace.
 """
@@ -33,13 +34,16 @@ from gateway import (
     routes_discovery,
     routes_health,
     routes_history,
+    routes_jobs,
     routes_predict,
     routes_streams,
+    routes_uploads,
     routes_whip,
     routes_workers,
     ws,
 )
 from gateway.hub import Hub
+from gateway.jobs import JobKeeper
 from gateway.metrics import Metrics
 from gateway.predictor import Predictor
 from pitchside.errors import PitchsideError, SettingsError
@@ -62,6 +66,8 @@ class State(TypedDict):
     metrics: Metrics
     results: ResultsStore
     predictor: Predictor
+    jobs: JobKeeper
+    renders: dict[str, asyncio.Lock]  # job id -> held while its annotated video renders
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -81,10 +87,14 @@ def create_app(settings: Settings) -> FastAPI:
         results = await asyncio.to_thread(ResultsStore.open, settings.results_url)
         redis = connect(redis_url, instance_name("gateway"))
         try:
-            async with Hub(redis, metrics, queue_size=settings.ws_queue) as hub:
+            async with (
+                Hub(redis, metrics, queue_size=settings.ws_queue) as hub,
+                JobKeeper(settings, redis, results) as jobs,
+            ):
                 yield {
                     "settings": settings, "redis": redis, "hub": hub, "metrics": metrics,
-                    "results": results, "predictor": Predictor(settings),
+                    "results": results, "predictor": Predictor(settings), "jobs": jobs,
+                    "renders": {},
                 }  # fmt: skip
         finally:
             await redis.aclose()
@@ -110,6 +120,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(routes_whip.router)
     app.include_router(routes_predict.router)
     app.include_router(routes_history.router)
+    app.include_router(routes_uploads.router)
+    app.include_router(routes_jobs.router)
     app.include_router(ws.router)
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
 

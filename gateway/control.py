@@ -67,11 +67,13 @@ async def start(
     loop: bool,
     timeout_s: float,
     transport: str = "",
+    job: str = "",
 ) -> ControlReply:
-    """Ask ingest to start ``source`` as stream ``sid`` (``transport``: RTSP's, or "")."""
+    """Ask ingest to start ``source`` as stream ``sid`` (``transport``: RTSP's, or ""; ``job``:
+    the analysis job its frames belong to, or "")."""
     msg = ControlMsg(
         cmd=Command.START, sid=sid, request_id=new_request_id(), source=source, mode=mode,
-        loop=loop, transport=transport,
+        loop=loop, transport=transport, job=job,
     )  # fmt: skip
     return await send_command(redis, msg, timeout_s)
 

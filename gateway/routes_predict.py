@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["predictions"])
 
 FIELD = "file"
-FILENAME_MAX_CHARS = 255
 _ERROR = {"description": "{error, detail}", "content": {"application/json": {}}}
 
 
@@ -87,7 +86,7 @@ async def predict(request: Request) -> PredictionOut:
                 "inference_ms": round(detected.inference_ms, 2),
                 "total_ms": round(total_ms, 2),
             },
-            filename=_filename(upload.filename),
+            filename=multipart.clean_filename(upload.filename),
         ),
     )  # fmt: skip
     log.info(
@@ -101,12 +100,3 @@ def _decode(data: bytes) -> np.ndarray | None:
     """``(H, W, 3)`` uint8 BGR, or None when OpenCV cannot decode it."""
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     return image if isinstance(image, np.ndarray) else None
-
-
-def _filename(name: str | None) -> str | None:
-    """The client's file name without any folder, printable, at most 255 characters."""
-    if not name:
-        return None
-    base = name.replace("\\", "/").rsplit("/", 1)[-1]
-    cleaned = "".join(c for c in base if c.isprintable()).strip()
-    return cleaned[:FILENAME_MAX_CHARS] or None

@@ -1,5 +1,5 @@
-"""What a source from the API may be: an allowed scheme, and a local file only in the media
-folder.
+"""What a source from the API may be: an allowed scheme, a local file only in the media
+folder, an upload only by its id.
 
 Ingest opens what it is told to, on its own host; without a limit any API client could make it
 open any file, and tell from the answer whether a path exists ("no such file") or what it is
@@ -19,6 +19,7 @@ from ingest.sources import FILE, SourceSpec
 from ingest.sources.file import local_path
 from pitchside.errors import SourceError
 from pitchside.settings import Settings
+from pitchside.uploads import UPLOAD_SCHEME, is_id, upload_path
 
 
 def check_allowed(spec: SourceSpec, settings: Settings) -> SourceSpec:
@@ -35,6 +36,11 @@ def check_allowed(spec: SourceSpec, settings: Settings) -> SourceSpec:
         )
     if spec.kind is not FILE:
         return spec
+    if spec.scheme == UPLOAD_SCHEME:  # target: the upload's id
+        path = upload_path(settings.data_dir, spec.target) if is_id(spec.target) else None
+        if path is None or not path.is_file():
+            raise SourceError(f"no upload {spec.target[:40]!r}; GET /api/uploads lists them")
+        return dataclasses.replace(spec, target=str(path.resolve()))
     given = local_path(spec.target)
     root = settings.media_root.resolve()
     path = (root / given).resolve()  # an absolute `given` replaces root

@@ -222,7 +222,10 @@ class IngestService:
         sid = validate_sid(msg.sid)
         extra = {"sid": sid}
         await self._check_free(sid)
-        info = StreamInfo(sid=sid, source=redact_url(msg.source), mode=msg.mode, loop=msg.loop)
+        info = StreamInfo(
+            sid=sid, source=redact_url(msg.source), mode=msg.mode, loop=msg.loop,
+            job=msg.job or None,
+        )  # fmt: skip
         spec: SourceSpec | None = None
         probed: SourceInfo | None = None
         try:

@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ingest": ("ingest.__main__", "run the ingest service: decode sources, publish frames"),
     "worker": ("workers.__main__", "run one detection worker: frames in, detections out"),
     "gateway": ("gateway.__main__", "run the gateway: REST API, WebSocket fan-out, viewer"),
+    "analyse": ("pitchside.analyse_cli", "upload a match video, analyse every frame, download"),
     "train": ("training.train_cli", "fine-tune a detector and track the run in MLflow"),
     "evaluate": ("training.evaluate_cli", "score a model on the held-out split"),
     "export": ("training.export_cli", "export a .pt to ONNX, optionally also INT8"),

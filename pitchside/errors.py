@@ -106,6 +106,34 @@ class BadImageError(InvalidRequestError):
     code = "bad_image"
 
 
+class BadVideoError(InvalidRequestError):
+    """An upload is not a video PyAV can read to its end: no video stream, undecodable, or
+    truncated."""
+
+    code = "bad_video"
+
+
+class UploadNotFoundError(PitchsideError):
+    """No upload with this id is in the results store."""
+
+    status = 404
+    code = "upload_not_found"
+
+
+class UploadInUseError(PitchsideError):
+    """An upload cannot be deleted while an analysis job of it runs."""
+
+    status = 409
+    code = "upload_in_use"
+
+
+class JobFinishedError(PitchsideError):
+    """A job that has ended cannot be cancelled, or its results are not there yet."""
+
+    status = 409
+    code = "job_conflict"
+
+
 class PredictionNotFoundError(PitchsideError):
     """No prediction with this id is in the results store."""
 

@@ -187,6 +187,7 @@ class StreamInfo:
     frames: int = 0  # frames published so far
     error: str | None = None  # why it failed, or the last drop-out while reconnecting
     reconnects: int = 0  # times its source was opened again after dropping out
+    job: str | None = None  # the analysis job whose frames this stream carries
     created_ns: int = field(default_factory=now_ns)
     updated_ns: int = field(default_factory=now_ns)
 
@@ -353,6 +354,7 @@ class ControlMsg:
     transport: str = ""  # RTSP: "tcp" or "udp"; "" for ingest's default
     sdp: str = ""  # PUBLISH: the publisher's SDP offer
     session: str = ""  # PUBLISH: the new WHIP session's id; STOP: stop only that session
+    job: str = ""  # START: the analysis job the stream's frames belong to
 
     def to_fields(self) -> Fields:
         return {
@@ -366,6 +368,7 @@ class ControlMsg:
             "transport": self.transport,
             "sdp": self.sdp,
             "session": self.session,
+            "job": self.job,
         }
 
     @classmethod
@@ -382,6 +385,7 @@ class ControlMsg:
                 transport=f.get(b"transport", b"").decode(),
                 sdp=f.get(b"sdp", b"").decode(),
                 session=f.get(b"session", b"").decode(),
+                job=f.get(b"job", b"").decode(),
             )
         except (KeyError, ValueError) as exc:
             raise SchemaError(f"control message is malformed: {exc!r}") from exc

@@ -41,7 +41,8 @@ def default_model_path() -> Path:
 RTSP_TRANSPORTS = ("tcp", "udp")
 #: What a source given to the API may be: URL schemes, ``file`` for a path in the media
 #: folder, ``device`` for a local camera (/dev/videoN), ``whip`` for WebRTC publishers.
-SOURCE_SCHEMES = ("file", "rtsp", "rtsps", "http", "https", "device", "whip")
+#: ``upload`` for a video uploaded to the gateway (``upload:<id>``).
+SOURCE_SCHEMES = ("file", "rtsp", "rtsps", "http", "https", "device", "whip", "upload")
 
 
 def check_imgsz(value: int, name: str = "PITCHSIDE_IMGSZ") -> int:
@@ -82,6 +83,7 @@ class Settings:
     control_timeout_s: float = 10.0  # PITCHSIDE_CONTROL_TIMEOUT_S; wait for ingest's answer
     predict_max_mb: int = 50  # PITCHSIDE_PREDICT_MAX_MB; POST /api/predict body, MiB
     predict_max_pixels: int = 40_000_000  # PITCHSIDE_PREDICT_MAX_PIXELS; width x height
+    upload_max_mb: int = 4096  # PITCHSIDE_UPLOAD_MAX_MB; POST /api/uploads body, MiB
 
     # Ingest
     jpeg_quality: int = 80  # PITCHSIDE_JPEG_QUALITY (1-100)
@@ -186,6 +188,7 @@ class Settings:
             predict_max_pixels=r.get(
                 "PITCHSIDE_PREDICT_MAX_PIXELS", int, 40_000_000, lo=1, hi=1_000_000_000
             ),
+            upload_max_mb=r.get("PITCHSIDE_UPLOAD_MAX_MB", int, 4096, lo=1, hi=1_048_576),
             jpeg_quality=r.get("PITCHSIDE_JPEG_QUALITY", int, 80, lo=1, hi=100),
             max_width=r.get("PITCHSIDE_MAX_WIDTH", int, 0, lo=0) or None,
             analyse_max_lag=r.get("PITCHSIDE_ANALYSE_MAX_LAG", int, 16, lo=1),

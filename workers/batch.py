@@ -28,6 +28,7 @@ class Frame:
     mode: Mode
     fields: dict[bytes, bytes]
     dequeue_ns: int  # epoch ns when XREADGROUP/XAUTOCLAIM returned it
+    job: str | None = None  # the analysis job it belongs to: its result is stored
 
 
 @dataclass(slots=True)

@@ -5,6 +5,10 @@ group of each, and turns Redis replies into :class:`~workers.batch.Frame` object
 
 - every ``REFRESH_S`` it re-reads the registry and joins the group on each new frames stream
   (one pipeline);
+- once per stream, before anything new, it takes back the entries pending on its own name
+  (``XREADGROUP ... 0``): a worker restarted under the same name (``pitchside up`` names
+  them ``worker-N``) finishes what it read before it died, where ``>`` would never
+  deliver those entries again;
 - every ``claim_interval`` it takes over entries a dead worker left pending (``XAUTOCLAIM``);
   live ones are stale by then and only acknowledged;
 - it reads with one ``XREADGROUP`` over all streams;
@@ -65,6 +69,8 @@ class Intake:
         self.skipped = 0  # live frames acknowledged unprocessed (behind or stale)
         self._streams: dict[str, StreamInfo] = {}  # frames key -> registry entry
         self._grouped: set[str] = set()  # frames keys whose group this worker ensured
+        self._recovered: set[str] = set()  # frames keys whose own pending entries were re-read
+        self._recover_from: dict[str, str] = {}  # key -> last own pending id re-read so far
         self._backlog: list[Frame] = []  # read, not yet in a batch
         self._held: set[tuple[str, str]] = set()  # (key, id) read and not yet acknowledged
         self._next_refresh = 0.0
@@ -88,6 +94,7 @@ class Intake:
         streams and nothing read, ``XREADGROUP`` blocks up to ``batch_timeout_ms``.
         """
         await self._refresh_streams()
+        await self._recover_own()
         await self._claim_stale()
         if not self._streams and not self._backlog:
             with contextlib.suppress(TimeoutError):
@@ -128,6 +135,7 @@ class Intake:
             log.info("worker %s reads %d streams", self.name, len(streams))
         self._streams = streams
         self._grouped &= streams.keys()
+        self._recovered &= self._grouped
 
     async def _read(self) -> None:
         """One XREADGROUP over the streams; new entries go to the backlog."""
@@ -153,6 +161,7 @@ class Intake:
                 raise
             log.warning("a frames stream lost its group, joining again: %s", exc)
             self._grouped.clear()
+            self._recovered.clear()
             self._next_refresh = 0.0
             return
         self._add(reply.items() if isinstance(reply, dict) else reply or [])
@@ -171,7 +180,46 @@ class Intake:
                     continue
                 self._held.add((key, entry_id))
                 sid = sid_from_frames_key(key)
-                self._backlog.append(Frame(key, sid, entry_id, mode, fields or {}, dequeue_ns))
+                job = info.job if info is not None else None
+                self._backlog.append(Frame(key, sid, entry_id, mode, fields or {}, dequeue_ns, job))
+
+    async def _recover_own(self) -> None:
+        """Re-read, a page at a time, what is pending on this consumer's own name in each
+        stream not recovered yet; a stream is recovered once a page comes back empty.
+
+        Analyse entries join the backlog (while it has room for a batch); live ones are
+        stale and only acknowledged, as claimed ones are.
+        """
+        keys = [k for k in self._streams if k in self._grouped and k not in self._recovered]
+        stale: list[Frame] = []
+        for key in keys:
+            info = self._streams[key]
+            if info.mode is Mode.ANALYSE and self.backlog >= self.settings.batch_max:
+                continue  # the next call goes on from here
+            cursor = self._recover_from.get(key, "0-0")
+            reply = await self.redis.xreadgroup(
+                WORKERS_GROUP, self.name, {key: cursor}, count=self.settings.batch_max
+            )
+            entries = [e for _, es in (reply.items() if isinstance(reply, dict) else reply or [])
+                       for e in es]  # fmt: skip
+            if not entries:
+                self._recovered.add(key)
+                self._recover_from.pop(key, None)
+                continue
+            last = entries[-1][0]
+            self._recover_from[key] = last.decode() if isinstance(last, bytes) else str(last)
+            before = len(self._backlog)
+            self._add([(key, entries)])
+            log.info(
+                "worker %s took back %d entries of %s pending on its name",
+                self.name, len(self._backlog) - before, key,
+            )  # fmt: skip
+            if info.mode is Mode.LIVE:
+                stale.extend(self._backlog[before:])
+                del self._backlog[before:]
+        if stale:
+            await self._ack(stale)
+            self._count_skipped(stale, metrics.REASON_STALE)
 
     async def _claim_stale(self) -> None:
         """Take over entries idle for ``claim_idle_ms`` in another consumer's pending list.

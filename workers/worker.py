@@ -120,7 +120,10 @@ class Worker:
                 self.redis, SERVICE, self.name, metrics=exporter.address, model=self._model_id
             )
             async with heartbeat, Lanes(self.name, self.settings.lanes) as lanes, self._watching():
-                await self._main(stop, until_idle, lanes)
+                try:
+                    await self._main(stop, until_idle, lanes)
+                finally:
+                    await self._publisher.results.close()
         log.info(
             "worker %s stopped: %d frames processed, %d skipped, %d bad, %d batches",
             self.name,
@@ -174,8 +177,8 @@ class Worker:
 
     async def _publish(self, done: Inferred, lanes: Lanes) -> None:
         """Post-process a batch in the prepare thread, then write and acknowledge it."""
-        messages, post_s = await lanes.in_prep(self._publisher.messages, done)
-        self._intake.release(await self._publisher.write(done, messages, post_s))
+        messages, results, post_s = await lanes.in_prep(self._publisher.messages, done)
+        self._intake.release(await self._publisher.write(done, messages, results, post_s))
 
     def _model_id(self) -> str:
         return self.detector.model_id

@@ -27,6 +27,7 @@ from ingest.sources.network import MediaClock, decode_url, probe_url
 from ingest.sources.threaded import DecodedFrame, ThreadedSource, run_in_thread
 from pitchside.errors import SourceError
 from pitchside.redact import redact_url
+from pitchside.uploads import UPLOAD_SCHEME, upload_of_source
 
 __all__ = [
     "FILE",
@@ -146,7 +147,8 @@ SCHEMES: dict[str, SourceKind] = {
 def parse(
     source: str, *, loop: bool = False, transport: str = "tcp", timeout_s: float = 5.0
 ) -> SourceSpec:
-    """The spec of a source string (a path, ``file://``, ``rtsp://``, ``http(s)://``...).
+    """The spec of a source string (a path, ``file://``, ``rtsp://``, ``http(s)://``,
+    ``upload:<id>``...).
 
     Raises:
         SourceError: (422) an empty source, or a scheme no kind serves. The message never
@@ -154,6 +156,9 @@ def parse(
     """
     if not source.strip():
         raise SourceError("source is empty; give a file path or a camera URL")
+    upload = upload_of_source(source)
+    if upload is not None:  # a file too, found in the data folder by ingest.access
+        return SourceSpec(FILE, UPLOAD_SCHEME, upload, source, loop, transport, timeout_s)
     match = _URL.match(source)
     if match is None:
         kind = DEVICE if _DEVICE.match(source) else FILE

@@ -8,7 +8,7 @@ a consumer acknowledges its batch only after :func:`write_frames` returns.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from typing import Any
 
 from sqlalchemy import Engine, Insert, func, select
@@ -48,7 +48,13 @@ def write_frames(
         return
     statement = insert_or_ignore(engine.dialect.name)
     rows: list[dict[str, Any]] = [
-        {"job_id": job_id, "seq": f.seq, "pts": f.pts_ns, "detections": f.detections}
+        {
+            "job_id": job_id,
+            "seq": f.seq,
+            "pts": f.pts_ns,
+            "detections": f.detections,
+            "error": f.error,
+        }
         for f in frames
     ]
     with unavailable_as_store_error("storing frame results", engine.url):
@@ -62,7 +68,7 @@ def write_frames(
 
 def iter_frames(
     engine: Engine, job_id: str, from_seq: int = 0, batch: int = READ_BATCH
-) -> Iterator[FrameRecord]:
+) -> Generator[FrameRecord]:
     """Every stored frame of ``job_id`` with ``seq >= from_seq``, in ``seq`` order, fetched
     ``batch`` rows at a time: memory stays flat however long the job.
 
@@ -70,20 +76,22 @@ def iter_frames(
     contextlib.closing(...)`` when a caller may stop early).
     """
     query = (
-        select(TABLE.c.seq, TABLE.c.pts, TABLE.c.detections)
+        select(TABLE.c.seq, TABLE.c.pts, TABLE.c.detections, TABLE.c.error)
         .where(TABLE.c.job_id == job_id, TABLE.c.seq >= from_seq)
         .order_by(TABLE.c.seq)
     )
     with unavailable_as_store_error("reading frame results", engine.url):
         with engine.connect() as connection:
             result = connection.execution_options(yield_per=batch).execute(query)
-            for seq, pts, detections in result:
-                yield FrameRecord(seq=seq, pts_ns=pts, detections=detections)
+            for seq, pts, detections, error in result:
+                yield FrameRecord(seq=seq, pts_ns=pts, detections=detections, error=error)
 
 
-def count_frames(engine: Engine, job_id: str) -> int:
-    """How many frames of ``job_id`` are stored."""
+def count_frames(engine: Engine, job_id: str, errors_only: bool = False) -> int:
+    """How many frames of ``job_id`` are stored (only those with an error: ``errors_only``)."""
     with unavailable_as_store_error("counting frame results", engine.url):
         with engine.connect() as connection:
             query = select(func.count()).select_from(TABLE).where(TABLE.c.job_id == job_id)
+            if errors_only:
+                query = query.where(TABLE.c.error.is_not(None))
             return int(connection.execute(query).scalar_one())

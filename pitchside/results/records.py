@@ -84,6 +84,15 @@ class JobRecord:
     created: datetime
     updated: datetime
     error: str | None
+    started: datetime | None = None  # when its first frame result was stored
+    finished: datetime | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_JOB_STATES
+
+
+ACTIVE_JOB_STATES = (JobState.QUEUED, JobState.RUNNING)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,3 +102,4 @@ class FrameRecord:
     seq: int
     pts_ns: int
     detections: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None  # the frame could not be analysed (it has no detections)

@@ -9,18 +9,26 @@ them from ``asyncio.to_thread`` in async code. Values in and out are the frozen 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Self
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from pitchside.errors import JobNotFoundError, PredictionNotFoundError, ResultsStoreError
+from pitchside.errors import (
+    JobNotFoundError,
+    PredictionNotFoundError,
+    ResultsStoreError,
+    UploadInUseError,
+    UploadNotFoundError,
+)
 from pitchside.results import frames, migrate
 from pitchside.results.db import create_db_engine, describe, unavailable_as_store_error
 from pitchside.results.records import (
+    ACTIVE_JOB_STATES,
     FrameRecord,
     JobRecord,
     JobState,
@@ -120,10 +128,49 @@ class ResultsStore:
         )  # fmt: skip
         with self._session("recording an upload") as session, session.begin():
             session.add(row)
-        return UploadRecord(
-            id=row.id, name=row.name, size=row.size, duration_s=row.duration_s, fps=row.fps,
-            width=row.width, height=row.height, frames=row.frames, created=row.created,
-        )  # fmt: skip
+        return _upload(row)
+
+    def get_upload(self, upload_id: str) -> UploadRecord:
+        """Raises UploadNotFoundError for an unknown id."""
+        with self._session("reading an upload") as session:
+            row = session.get(Upload, upload_id)
+            if row is None:
+                raise UploadNotFoundError(f"no upload with id {upload_id!r}")
+            return _upload(row)
+
+    def list_uploads(self, limit: int, offset: int = 0) -> tuple[list[UploadRecord], int]:
+        """Up to ``limit`` uploads after ``offset``, newest first, and how many in all."""
+        with self._session("listing uploads") as session:
+            total = session.scalar(select(func.count()).select_from(Upload)) or 0
+            rows = session.scalars(
+                select(Upload)
+                .order_by(Upload.created.desc(), Upload.id)
+                .limit(limit)
+                .offset(offset)
+            )
+            return [_upload(row) for row in rows], total
+
+    def delete_upload(self, upload_id: str) -> None:
+        """Forget an upload with its jobs and their results (the caller removes the file).
+
+        Raises:
+            UploadNotFoundError: there is no such upload.
+            UploadInUseError: a job of it is queued or running.
+        """
+        with self._session("deleting an upload") as session, session.begin():
+            row = session.get(Upload, upload_id)
+            if row is None:
+                raise UploadNotFoundError(f"no upload with id {upload_id!r}")
+            busy = session.scalar(
+                select(Job.id).where(
+                    Job.upload_id == upload_id, Job.state.in_([s.value for s in ACTIVE_JOB_STATES])
+                )
+            )
+            if busy is not None:
+                raise UploadInUseError(
+                    f"upload {upload_id!r} is being analysed by job {busy!r}; cancel the job first"
+                )
+            session.delete(row)  # its jobs and frame results go with it (ON DELETE CASCADE)
 
     def add_job(self, job_id: str, upload_id: str, frames_total: int | None = None) -> JobRecord:
         """Record a queued job analysing upload ``upload_id``.
@@ -153,6 +200,62 @@ class ResultsStore:
                 raise JobNotFoundError(f"no job with id {job_id!r}")
             return _job(row)
 
+    def list_jobs(
+        self, limit: int, offset: int = 0, active_only: bool = False
+    ) -> tuple[list[JobRecord], int]:
+        """Up to ``limit`` jobs after ``offset``, newest first, and how many in all (only
+        queued and running ones with ``active_only``)."""
+        states = ACTIVE_JOB_STATES if active_only else tuple(JobState)
+        where = Job.state.in_([s.value for s in states])
+        with self._session("listing jobs") as session:
+            total = session.scalar(select(func.count()).select_from(Job).where(where)) or 0
+            rows = session.scalars(
+                select(Job).where(where).order_by(Job.created.desc(), Job.id)
+                .limit(limit).offset(offset)
+            )  # fmt: skip
+            return [_job(row) for row in rows], total
+
+    def list_jobs_of(self, upload_id: str) -> tuple[list[str], int]:
+        """The ids of every job of upload ``upload_id``, and how many."""
+        with self._session("listing jobs") as session:
+            ids = list(session.scalars(select(Job.id).where(Job.upload_id == upload_id)))
+            return ids, len(ids)
+
+    def update_job(
+        self,
+        job_id: str,
+        *,
+        state: JobState | None = None,
+        frames_done: int | None = None,
+        frames_total: int | None = None,
+        error: str | None = None,
+        started: datetime | None = None,
+        finished: datetime | None = None,
+    ) -> JobRecord | None:
+        """Change a job that is still queued or running; the job as it is now, or None when
+        it had ended already (it stays as it was: an ended job never changes again).
+
+        Raises:
+            JobNotFoundError: there is no job ``job_id``.
+        """
+        changes: dict[str, object] = {"updated": utcnow()}
+        for column, value in (
+            ("state", state.value if state else None), ("frames_done", frames_done),
+            ("frames_total", frames_total), ("error", error), ("started", started),
+            ("finished", finished),
+        ):  # fmt: skip
+            if value is not None:
+                changes[column] = value
+        active = [s.value for s in ACTIVE_JOB_STATES]
+        with self._session("updating a job") as session, session.begin():
+            result = session.execute(
+                update(Job).where(Job.id == job_id, Job.state.in_(active)).values(changes)
+            )
+            row = session.get(Job, job_id, populate_existing=True)
+            if row is None:
+                raise JobNotFoundError(f"no job with id {job_id!r}")
+            return _job(row) if getattr(result, "rowcount", 0) else None
+
     # -------------------------------------------------------------------- frame results
 
     def write_frames(self, job_id: str, records: Sequence[FrameRecord]) -> None:
@@ -160,13 +263,17 @@ class ResultsStore:
         (see :func:`pitchside.results.frames.write_frames`)."""
         frames.write_frames(self.engine, job_id, records)
 
-    def iter_frames(self, job_id: str, from_seq: int = 0) -> Iterator[FrameRecord]:
+    def iter_frames(self, job_id: str, from_seq: int = 0) -> Generator[FrameRecord]:
         """A job's stored frames in ``seq`` order, streamed (see
         :func:`pitchside.results.frames.iter_frames`)."""
         return frames.iter_frames(self.engine, job_id, from_seq)
 
     def count_frames(self, job_id: str) -> int:
         return frames.count_frames(self.engine, job_id)
+
+    def count_frame_errors(self, job_id: str) -> int:
+        """Frames of ``job_id`` stored with an error (not analysed)."""
+        return frames.count_frames(self.engine, job_id, errors_only=True)
 
     # -------------------------------------------------------------------- helpers
 
@@ -189,5 +296,12 @@ def _job(row: Job) -> JobRecord:
     return JobRecord(
         id=row.id, upload_id=row.upload_id, state=JobState(row.state),
         frames_done=row.frames_done, frames_total=row.frames_total, created=row.created,
-        updated=row.updated, error=row.error,
+        updated=row.updated, error=row.error, started=row.started, finished=row.finished,
+    )  # fmt: skip
+
+
+def _upload(row: Upload) -> UploadRecord:
+    return UploadRecord(
+        id=row.id, name=row.name, size=row.size, duration_s=row.duration_s, fps=row.fps,
+        width=row.width, height=row.height, frames=row.frames, created=row.created,
     )  # fmt: skip

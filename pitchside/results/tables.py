@@ -111,6 +111,8 @@ class Job(Base):
     created: Mapped[datetime] = mapped_column(default=utcnow)
     updated: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     error: Mapped[str | None] = mapped_column(Text)
+    started: Mapped[datetime | None]  # its first frame result: frames per second from here
+    finished: Mapped[datetime | None]
 
 
 class FrameResult(Base):
@@ -123,3 +125,4 @@ class FrameResult(Base):
     seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     pts: Mapped[int] = mapped_column(BigInteger)  # ns of media time, as FrameMsg.pts_ns
     detections: Mapped[list[Any]]
+    error: Mapped[str | None] = mapped_column(Text)  # why the frame could not be analysed

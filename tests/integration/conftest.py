@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -27,6 +28,7 @@ class Stack:
     base_url: str
     ws_url: str
     log: Path
+    pid: int  # of `pitchside up`
 
     def start_stream(self, sid: str, source: Path, loop: bool = False) -> httpx.Response:
         body = {"source": str(source), "id": sid, "loop": loop}
@@ -39,11 +41,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """`pitchside up` with the COCO test model, an embedded Redis and one worker."""
+@contextlib.contextmanager
+def run_stack(tmp: Path, **env_extra: str) -> Iterator[Stack]:
+    """`pitchside up` with the COCO test model, an embedded Redis and one worker, its data
+    folder and log in ``tmp``; ``env_extra`` adds or overrides variables."""
     require_asset(CLIP)
-    tmp = tmp_path_factory.mktemp("stack")
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     env.update(
@@ -52,26 +54,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         PITCHSIDE_MEDIA_DIR="/",  # the tests start streams from files anywhere
         PITCHSIDE_ICE_ADDRESSES="127.0.0.1",  # WebRTC publishers: loopback only
     )  # fmt: skip
+    env.update(env_extra)
     log = tmp / "up.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "pitchside", "up"], env=env, stdout=out, stderr=subprocess.STDOUT
         )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + START_S
     try:
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"pitchside up exited {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"stack not ready in {START_S} s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.25)
-        yield Stack(base_url=base, ws_url=f"ws://127.0.0.1:{port}", log=log)
+        wait_ready(base, proc, log)
+        yield Stack(base_url=base, ws_url=f"ws://127.0.0.1:{port}", log=log, pid=proc.pid)
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -79,3 +71,44 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def wait_ready(base: str, proc: subprocess.Popen[bytes] | None, log: Path) -> None:
+    """Until ``base``/readyz answers 200; fails when ``proc`` exits or after START_S."""
+    deadline = time.monotonic() + START_S
+    while True:
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"pitchside up exited {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"stack not ready in {START_S} s:\n{log.read_text()[-3000:]}")
+        time.sleep(0.25)
+
+
+def children(pid: int) -> dict[str, int]:
+    """The processes ``pid`` started, by the name ``pitchside up`` gives them (``gateway``,
+    ``ingest``, ``worker-1``...), from /proc."""
+    found: dict[str, int] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            try:
+                argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+            except FileNotFoundError:
+                continue
+            args = [a.decode() for a in argv if a]
+            if "--name" in args:
+                found[args[args.index("--name") + 1]] = int(child)
+            elif "-m" in args:
+                found[args[args.index("-m") + 1]] = int(child)
+    return found
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """`pitchside up` with the COCO test model, an embedded Redis and one worker."""
+    with run_stack(tmp_path_factory.mktemp("stack")) as running:
+        yield running

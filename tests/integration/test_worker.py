@@ -6,6 +6,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -15,6 +16,7 @@ import pytest
 from redis.asyncio import Redis
 
 from pitchside import registry
+from pitchside.results import NewUpload, ResultsStore
 from pitchside.schema import (
     WORKERS_GROUP,
     Beat,
@@ -457,3 +459,62 @@ async def test_worker_serves_analyse_streams_on_the_lanes_detector(
     assert lanes.calls == 4 and lanes.most_at_once == 2
     assert live.calls == 0
     assert [m.frame_id for _, m in await _dets(redis, "match")] == ids
+
+
+async def test_a_worker_restarted_under_its_name_takes_back_what_was_pending_on_it(
+    redis: Redis, make_worker: Callable[..., Worker], jpegs: list[bytes]
+) -> None:
+    # given an analyse stream whose first 3 frames worker "w1" read and then died holding
+    await _stream(redis, "match", Mode.ANALYSE)
+    ids = await _publish(redis, "match", jpegs[:5])
+    await redis.xgroup_create(frames_key("match"), WORKERS_GROUP, id="0")
+    await redis.xreadgroup(WORKERS_GROUP, "w1", {frames_key("match"): ">"}, count=3)
+    # when "w1" runs again, long before another worker would claim them
+    worker = make_worker("w1", claim_idle_ms=600_000)
+    await _run_until_idle(worker)
+    # then it processes the 3 it held and the 2 unread ones, each once
+    dets = await _dets(redis, "match")
+    assert sorted(m.frame_id for _, m in dets) == sorted(ids)
+    assert await _pending(redis, "match") == 0
+
+
+async def test_a_job_s_frames_are_stored_once_each_before_they_are_acknowledged(
+    redis: Redis, settings: Settings, make_worker: Callable[..., Worker], jpegs: list[bytes]
+) -> None:
+    # given a job's analyse stream with 5 good frames and one whose JPEG is broken
+    with ResultsStore.open(settings.results_url) as store:
+        store.add_upload(NewUpload(id="u1", name="match.mp4", size=1))
+        store.add_job("j1", "u1")
+    await registry.put(
+        redis, StreamInfo(sid="job-j1", source="upload:u1", mode=Mode.ANALYSE, job="j1")
+    )
+    await _publish(redis, "job-j1", [*jpegs[:5], b"not a jpeg"])
+    # when a worker runs, and runs again on the same frames delivered once more
+    await _run_until_idle(make_worker())
+    await redis.xgroup_setid(frames_key("job-j1"), WORKERS_GROUP, id="0")
+    await _run_until_idle(make_worker("w2"))
+    # then every frame has exactly one result, the broken one with its reason
+    with ResultsStore.open(settings.results_url) as store:
+        frames = list(store.iter_frames("j1"))
+    assert [f.seq for f in frames] == list(range(6))
+    assert all(f.error is None and f.detections for f in frames[:5])
+    assert frames[5].detections == [] and "JPEG" in (frames[5].error or "")
+    assert frames[1].pts_ns == 40_000_000
+    assert await _pending(redis, "job-j1") == 0
+
+
+async def test_a_job_s_frames_stay_pending_while_the_results_store_is_away(
+    redis: Redis, settings: Settings, make_worker: Callable[..., Worker], jpegs: list[bytes],
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    # given a job's stream, and a results store that cannot be reached
+    away = f"postgresql+psycopg://nobody@/none?host={tmp_path}&connect_timeout=1"
+    await registry.put(
+        redis, StreamInfo(sid="job-j2", source="upload:u2", mode=Mode.ANALYSE, job="j2")
+    )
+    await _publish(redis, "job-j2", jpegs[:3])
+    # when a worker runs
+    await _run_until_idle(make_worker(database_url=away))
+    # then no frame is acknowledged nor has detections: they wait to be claimed again
+    assert await _pending(redis, "job-j2") == 3
+    assert await _dets(redis, "job-j2") == []

@@ -1,0 +1,150 @@
+"""An analysed upload with its detections drawn on: H.264 in a faststart MP4, for download.
+
+Frame ``n`` of the source as PyAV decodes it (0-based) is the frame of record ``seq == n``;
+a frame without a record is written as it is. The output keeps the source's size (cropped to
+even dimensions, which yuv420p needs) and its average frame rate: frames are retimed to a
+constant rate, one per decoded frame. It is written to a temporary file beside ``out`` and
+renamed onto ``out`` once complete, so ``out`` is never partial (a killed process may leave
+the temporary ``.*.part.mp4`` behind, never a broken ``out``).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from pitchside.errors import BadVideoError
+from pitchside.results.records import FrameRecord
+
+#: Encoders tried in order: libx264 is in PyAV's wheels; openh264 where a build lacks it.
+ENCODERS = ("libx264", "libopenh264")
+X264_OPTIONS = {"preset": "veryfast", "crf": "23"}  # a download, not an archive: speed first
+PROGRESS_EVERY = 25  # frames between calls of ``progress``
+
+Colour = tuple[int, int, int]  # BGR
+#: One colour per class the football model knows; other classes take one from PALETTE.
+COLOURS: dict[str, Colour] = {
+    "player": (235, 140, 30),  # blue
+    "goalkeeper": (30, 200, 255),  # amber
+    "referee": (40, 40, 230),  # red
+    "ball": (255, 255, 255),
+}
+PALETTE: tuple[Colour, ...] = ((80, 200, 80), (200, 80, 200), (200, 200, 80), (80, 160, 255))
+
+Image = npt.NDArray[np.uint8]
+
+
+def render_annotated(
+    src: Path,
+    records: Iterable[FrameRecord],
+    out: Path,
+    *,
+    scale: float = 1.0,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Write ``src`` with the boxes of ``records`` drawn on to ``out``; blocking.
+
+    Args:
+        src: the source video.
+        records: detections per frame, in ``seq`` order, with gaps where a frame has none;
+            boxes are ``[x1, y1, x2, y2]`` pixels of the analysed frame.
+        out: the MP4 to write; replaced only once the whole video is written.
+        scale: source pixels per analysed pixel (the analysis ran on a resized frame).
+        progress: called with the number of frames written every ``PROGRESS_EVERY`` frames
+            and once at the end.
+
+    Returns:
+        The number of frames written: every frame the source decodes to.
+
+    Raises:
+        BadVideoError: ``src`` has no video stream or stops decoding part way.
+    """
+    fd, name = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".part.mp4", dir=out.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        written = _render(src, iter(records), tmp, scale, progress)
+        with tmp.open("rb+") as f:  # on disk before the rename makes it visible
+            os.fsync(f.fileno())
+        tmp.replace(out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return written
+
+
+def h264_encoder() -> str:
+    """The first of ``ENCODERS`` this PyAV build has."""
+    for encoder in ENCODERS:
+        if encoder in av.codecs_available:
+            return encoder
+    raise RuntimeError(f"this PyAV build has no H.264 encoder (tried {', '.join(ENCODERS)})")
+
+
+def _render(
+    src: Path,
+    records: Iterator[FrameRecord],
+    tmp: Path,
+    scale: float,
+    progress: Callable[[int], None] | None,
+) -> int:
+    written = 0
+    with av.open(str(src)) as source, av.open(str(tmp), "w", format="mp4",
+                                              options={"movflags": "+faststart"}) as sink:  # fmt: skip
+        if not source.streams.video:
+            raise BadVideoError("the source has no video stream")
+        stream = source.streams.video[0]
+        stream.thread_type = "AUTO"
+        rate = stream.average_rate or stream.guessed_rate or Fraction(25)
+        encoder = h264_encoder()
+        video = sink.add_stream(encoder, rate=rate, options=X264_OPTIONS if encoder == "libx264" else {})
+        video.width, video.height = stream.width // 2 * 2, stream.height // 2 * 2
+        video.pix_fmt = "yuv420p"
+        record = next(records, None)
+        try:
+            for frame in source.decode(stream):
+                image = frame.to_ndarray(format="bgr24")[: video.height, : video.width]
+                while record is not None and record.seq < written:  # a duplicate: skip it
+                    record = next(records, None)
+                if record is not None and record.seq == written:
+                    _draw(image, record.detections, scale)
+                    record = next(records, None)
+                picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
+                picture.pts = written  # constant rate: the encoder's time base is 1 / rate
+                sink.mux(video.encode(picture))
+                written += 1
+                if progress is not None and written % PROGRESS_EVERY == 0:
+                    progress(written)
+        except av.FFmpegError as exc:  # never quote it: it names the server's path
+            raise BadVideoError(f"the source stops decoding after frame {written}") from exc
+        sink.mux(video.encode(None))
+    if progress is not None:
+        progress(written)
+    return written
+
+
+def _draw(image: Image, detections: list[dict[str, Any]], scale: float) -> None:
+    height, width = image.shape[:2]
+    thick = max(1, round(min(width, height) / 400))  # 2 px at 720p, 3 at 1080p
+    font_scale = 0.4 * thick
+    for det in detections:
+        x1, y1, x2, y2 = (round(v * scale) for v in det["box"])
+        label = str(det.get("label", det["cls"]))
+        colour = COLOURS.get(label, PALETTE[int(det["cls"]) % len(PALETTE)])
+        cv2.rectangle(image, (x1, y1), (x2, y2), colour, thick, cv2.LINE_AA)
+        text = f"{label} {float(det['score']):.2f}"
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thick)
+        top = y1 - th - base if y1 - th - base >= 0 else y1  # inside the box at the top edge
+        cv2.rectangle(image, (x1, top), (x1 + tw, top + th + base), colour, cv2.FILLED)
+        ink = (0, 0, 0) if sum(colour) > 380 else (255, 255, 255)  # legible on the fill
+        cv2.putText(image, text, (x1, top + th), cv2.FONT_HERSHEY_SIMPLEX, font_scale, ink,
+                    thick, cv2.LINE_AA)  # fmt: skip
