@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import av
 import cv2
@@ -98,27 +98,34 @@ def _render(
     progress: Callable[[int], None] | None,
 ) -> int:
     written = 0
-    with av.open(str(src)) as source, av.open(str(tmp), "w", format="mp4",
-                                              options={"movflags": "+faststart"}) as sink:  # fmt: skip
+    faststart = {"movflags": "+faststart"}  # the index first: players start before the end
+    with (
+        av.open(str(src)) as source,
+        av.open(str(tmp), "w", format="mp4", options=faststart) as sink,
+    ):
         if not source.streams.video:
             raise BadVideoError("the source has no video stream")
         stream = source.streams.video[0]
         stream.thread_type = "AUTO"
         rate = stream.average_rate or stream.guessed_rate or Fraction(25)
         encoder = h264_encoder()
-        video = sink.add_stream(encoder, rate=rate, options=X264_OPTIONS if encoder == "libx264" else {})
+        options = X264_OPTIONS if encoder == "libx264" else {}
+        video = cast(
+            av.video.stream.VideoStream, sink.add_stream(encoder, rate=rate, options=options)
+        )
         video.width, video.height = stream.width // 2 * 2, stream.height // 2 * 2
         video.pix_fmt = "yuv420p"
         record = next(records, None)
         try:
             for frame in source.decode(stream):
-                image = frame.to_ndarray(format="bgr24")[: video.height, : video.width]
+                decoded = cast(Image, frame.to_ndarray(format="bgr24"))
+                image: Image = np.ascontiguousarray(decoded[: video.height, : video.width])
                 while record is not None and record.seq < written:  # a duplicate: skip it
                     record = next(records, None)
                 if record is not None and record.seq == written:
                     _draw(image, record.detections, scale)
                     record = next(records, None)
-                picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
+                picture = av.VideoFrame.from_ndarray(image, format="bgr24")
                 picture.pts = written  # constant rate: the encoder's time base is 1 / rate
                 sink.mux(video.encode(picture))
                 written += 1

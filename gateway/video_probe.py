@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import av.container
@@ -70,7 +71,7 @@ def probe_video(path: Path, name: str) -> VideoInfo:
         raise BadVideoError(_unreadable(path, name)) from exc
     with container:
         if not container.streams.video:
-            kinds = sorted({s.type for s in container.streams}) or ["no streams"]
+            kinds: list[str] = sorted({s.type for s in container.streams}) or ["no streams"]
             raise BadVideoError(f"{name} has no video stream (it holds {', '.join(kinds)})")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"  # frame threads: the tail decodes at the speed of all cores
@@ -139,7 +140,7 @@ def _scan(container: av.container.InputContainer, stream: av.video.VideoStream, 
 
 
 def _decode_first(
-    stream: av.video.VideoStream, packet: av.Packet | None, name: str
+    stream: av.video.VideoStream, packet: av.Packet[Any] | None, name: str
 ) -> av.VideoFrame | None:
     try:
         frames = stream.codec_context.decode(packet)
@@ -191,7 +192,7 @@ def _check_tail(
 def _declared_duration(
     container: av.container.InputContainer, stream: av.video.VideoStream
 ) -> float | None:
-    if stream.duration is not None and stream.duration > 0:
+    if stream.duration is not None and stream.duration > 0 and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
     if container.duration is not None and container.duration > 0:
         return float(Fraction(container.duration, av.time_base))
