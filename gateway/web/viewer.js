@@ -1,5 +1,5 @@
 // pitchside viewer: stream list, start form, the live canvas of one stream, and publishing
-// this device's camera (WHIP).
+// this device's camera (WHIP). Uploaded matches and their analysis jobs: uploads.js.
 // Vanilla JS, no build step, nothing loaded from elsewhere. Protocol: docs/protocol.md.
 "use strict";
 
@@ -156,6 +156,17 @@
 
   // ------------------------------------------------------------------ start form
 
+  // A stream just started (its 201 StreamInfo): list it at once and show it.
+  function watch(info) {
+    status(`Started stream ${info.sid}`, "ok");
+    streams = streams.filter((s) => s.sid !== info.sid).concat([info]);
+    renderList();
+    select(info.sid);
+  }
+
+  // uploads.js starts streams too ("Watch live" on an upload) and hands them over this way.
+  window.addEventListener("pitchside:watch", (ev) => watch(ev.detail));
+
   $("#start-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const button = ev.target.querySelector("button");
@@ -178,11 +189,7 @@
         status(`Could not start the stream: ${await errorDetail(resp)}`, "error");
         return;
       }
-      const info = await resp.json();
-      status(`Started stream ${info.sid}`, "ok");
-      streams = streams.filter((s) => s.sid !== info.sid).concat([info]);
-      renderList();
-      select(info.sid);
+      watch(await resp.json());
     } catch (err) {
       status(`Could not start the stream: ${err.message}`, "error");
     } finally {

@@ -24,14 +24,19 @@ FLAGS = [
 ]  # fmt: skip
 
 
-@pytest.fixture
-def chromium_path() -> Path:
+def require_chromium() -> Path:
+    """The system Chromium; skips without it, unless PITCHSIDE_REQUIRE_BROWSER=1 (CI) fails."""
     if not CHROMIUM.exists():
         message = f"{CHROMIUM} is missing: apt-get install chromium"
         if os.environ.get("PITCHSIDE_REQUIRE_BROWSER") == "1":
             pytest.fail(message)
         pytest.skip(message)
     return CHROMIUM
+
+
+@pytest.fixture
+def chromium_path() -> Path:
+    return require_chromium()
 
 
 def test_viewer_shows_the_stream_with_boxes(stack: Stack, chromium_path: Path, artifacts_dir):

@@ -253,3 +253,46 @@ def test_pitchside_analyse_uploads_waits_and_downloads(
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert failed.returncode == 1 and "bad_video" in failed.stderr, failed.stderr
+
+
+def test_the_viewer_uploads_with_a_progress_bar_analyses_and_offers_the_downloads(
+    uploads_stack: Stack, client: httpx.Client, artifacts_dir: Path
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.integration.test_browser import FLAGS, require_chromium
+
+    chromium = require_chromium()
+    clip = require_asset(CLIP)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(chromium), args=FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(uploads_stack.base_url + "/")
+            # when a user picks the clip and uploads it
+            page.set_input_files("#upload-file", str(clip))
+            page.click("#upload-button")
+            # then the progress bar fills and the upload is listed with its facts
+            page.wait_for_function(
+                "(() => { const bar = document.querySelector('#upload-progress');"
+                " return bar.max > 1000000 && bar.value === bar.max; })()",
+                timeout=30_000,
+            )
+            item = page.locator("#uploads-list li", has_text=clip.name).first
+            expect(item).to_be_visible(timeout=30_000)
+            upload_id = item.get_attribute("data-id")
+            assert client.get(f"/api/uploads/{upload_id}").json()["name"] == clip.name
+            # when it is analysed, then the job runs to done and offers its three downloads
+            item.locator("button.analyse").click()
+            job = page.locator("#jobs-list li").first
+            expect(job).to_have_attribute("data-state", "done", timeout=JOB_S * 1000)
+            expect(job.locator("a[data-link]")).to_have_count(3)
+            href = job.locator('a[data-link="results_jsonl"]').get_attribute("href")
+            lines = client.get(str(href)).text.splitlines()
+            assert len(lines) == decoded_frames(clip)
+            page.screenshot(path=str(artifacts_dir / "viewer-uploads.png"))
+            assert errors == []
+        finally:
+            browser.close()
