@@ -49,7 +49,7 @@ class _Scan:
 
     packets: int = 0  # video packets that hold a frame
     end_s: float | None = None  # where the last packet of any stream ends
-    keys: tuple[int, ...] = ()  # decode timestamps of the last two video keyframes
+    keys: tuple[int, ...] = ()  # presentation times of the last two video keyframes
     tail_pts: frozenset[int] = frozenset()  # presentation times from the last keyframe on
     first: av.VideoFrame | None = None
 
@@ -120,8 +120,7 @@ def _scan(container: av.container.InputContainer, stream: av.video.VideoStream, 
                     f"{name} is cut short or broken: frame {scan.packets + 1} is incomplete"
                 )
             if packet.is_keyframe:
-                dts = packet.dts if packet.dts is not None else packet.pts
-                scan.keys = (*scan.keys[-1:], dts)
+                scan.keys = (*scan.keys[-1:], packet.pts)  # seeks go by pts, not dts
                 tail.clear()
             tail.append(packet.pts)
             scan.packets += 1

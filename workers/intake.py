@@ -136,6 +136,7 @@ class Intake:
         self._streams = streams
         self._grouped &= streams.keys()
         self._recovered &= self._grouped
+        self._recover_from = {k: v for k, v in self._recover_from.items() if k in self._grouped}
 
     async def _read(self) -> None:
         """One XREADGROUP over the streams; new entries go to the backlog."""

@@ -93,12 +93,12 @@
     return `${Number.isInteger(fps) ? fps : fps.toFixed(fps < 10 ? 2 : 1)} fps`;
   }
 
-  // Only same-site paths and http(s) URLs become links (never javascript: and the like).
+  // Only paths and http(s) URLs become links (never javascript: and the like), as given.
   function safeHref(path) {
     if (typeof path !== "string" || !path) return null;
     try {
       const url = new URL(path, location.href);
-      return url.protocol === "http:" || url.protocol === "https:" ? url.href : null;
+      return url.protocol === "http:" || url.protocol === "https:" ? path : null;
     } catch (_) {
       return null;
     }
@@ -390,9 +390,9 @@
     } else if (isNum(job.progress)) {
       bar.max = 1;
       bar.value = job.progress;
-    } else if (job.state === "done") {
+    } else if (!JOB_ACTIVE.has(job.state)) {
       bar.max = 1;
-      bar.value = 1;
+      bar.value = job.state === "done" ? 1 : 0;
     } // else indeterminate: the number of frames is not known yet
     return bar;
   }
