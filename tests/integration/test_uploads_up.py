@@ -71,6 +71,18 @@ def wait_job(client: httpx.Client, job_id: str, timeout_s: float = JOB_S) -> dic
         time.sleep(0.1)
 
 
+def wait_for_job_of(client: httpx.Client, upload_id: str, timeout_s: float = 30.0) -> str:
+    """The id of the job of ``upload_id``, once the API lists one."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        jobs = [j for j in client.get("/api/jobs").json()["jobs"] if j["upload"] == upload_id]
+        if jobs:
+            return str(jobs[0]["id"])
+        if time.monotonic() > deadline:
+            pytest.fail(f"no job of upload {upload_id} after {timeout_s} s")
+        time.sleep(0.05)
+
+
 def test_bad_uploads_are_refused_clearly_and_leave_nothing_on_disk(
     uploads_stack: Stack, client: httpx.Client, tmp_path: Path
 ) -> None:
@@ -286,7 +298,8 @@ def test_the_viewer_uploads_with_a_progress_bar_analyses_and_offers_the_download
             assert client.get(f"/api/uploads/{upload_id}").json()["name"] == clip.name
             # when it is analysed, then the job runs to done and offers its three downloads
             item.locator("button.analyse").click()
-            job = page.locator("#jobs-list li").first
+            job_id = wait_for_job_of(client, str(upload_id))
+            job = page.locator(f'#jobs-list li[data-id="{job_id}"]')
             expect(job).to_have_attribute("data-state", "done", timeout=JOB_S * 1000)
             expect(job.locator("a[data-link]")).to_have_count(3)
             href = job.locator('a[data-link="results_jsonl"]').get_attribute("href")
