@@ -151,7 +151,7 @@ async def delete_upload(upload_id: str, request: Request) -> Response:
     state = _state(request)
     settings, store = state["settings"], state["results"]
     validate_id(upload_id)
-    jobs, _ = await asyncio.to_thread(store.list_jobs_of, upload_id)
+    jobs = await asyncio.to_thread(store.list_jobs_of, upload_id)
     await asyncio.to_thread(store.delete_upload, upload_id)
     await asyncio.to_thread(_remove_files, settings.data_dir, upload_id, jobs)
     log.info("deleted upload %s and %d jobs", upload_id, len(jobs))

@@ -209,18 +209,8 @@ class Intake:
                 continue
             last = entries[-1][0]
             self._recover_from[key] = last.decode() if isinstance(last, bytes) else str(last)
-            before = len(self._backlog)
-            self._add([(key, entries)])
-            log.info(
-                "worker %s took back %d entries of %s pending on its name",
-                self.name, len(self._backlog) - before, key,
-            )  # fmt: skip
-            if info.mode is Mode.LIVE:
-                stale.extend(self._backlog[before:])
-                del self._backlog[before:]
-        if stale:
-            await self._ack(stale)
-            self._count_skipped(stale, metrics.REASON_STALE)
+            stale += self._take_over(key, info, entries, "took back", "pending on its name")
+        await self._ack_stale(stale)
 
     async def _claim_stale(self) -> None:
         """Take over entries idle for ``claim_idle_ms`` in another consumer's pending list.
@@ -244,19 +234,29 @@ class Intake:
                 start_id="0-0",
                 count=self.settings.batch_max if info.mode is Mode.ANALYSE else LIVE_READ_COUNT,
             )
-            before = len(self._backlog)
-            self._add([(key, reply[1])])  # entries this worker already holds are left out
-            if len(self._backlog) == before:
-                continue
-            log.info(
-                "worker %s claimed %d idle entries of %s",
-                self.name,
-                len(self._backlog) - before,
-                key,
-            )
-            if info.mode is Mode.LIVE:
-                stale.extend(self._backlog[before:])
-                del self._backlog[before:]
+            stale += self._take_over(key, info, reply[1], "claimed", "idle in another consumer")
+        await self._ack_stale(stale)
+
+    def _take_over(
+        self, key: str, info: StreamInfo, entries: Any, verb: str, what: str
+    ) -> list[Frame]:
+        """Add entries read again (recovered or claimed) to the backlog, but for those of a
+        live stream: stale by now, they are returned, to be acknowledged unprocessed."""
+        before = len(self._backlog)
+        self._add([(key, entries)])  # entries this worker already holds are left out
+        if len(self._backlog) == before:
+            return []
+        log.info(
+            "worker %s %s %d entries of %s (%s)",
+            self.name, verb, len(self._backlog) - before, key, what,
+        )  # fmt: skip
+        if info.mode is not Mode.LIVE:
+            return []
+        stale = self._backlog[before:]
+        del self._backlog[before:]
+        return stale
+
+    async def _ack_stale(self, stale: list[Frame]) -> None:
         if stale:
             await self._ack(stale)
             self._count_skipped(stale, metrics.REASON_STALE)

@@ -215,11 +215,10 @@ class ResultsStore:
             )  # fmt: skip
             return [_job(row) for row in rows], total
 
-    def list_jobs_of(self, upload_id: str) -> tuple[list[str], int]:
-        """The ids of every job of upload ``upload_id``, and how many."""
+    def list_jobs_of(self, upload_id: str) -> list[str]:
+        """The ids of every job of upload ``upload_id``."""
         with self._session("listing jobs") as session:
-            ids = list(session.scalars(select(Job.id).where(Job.upload_id == upload_id)))
-            return ids, len(ids)
+            return list(session.scalars(select(Job.id).where(Job.upload_id == upload_id)))
 
     def update_job(
         self,
