@@ -89,7 +89,7 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             async with (
                 Hub(redis, metrics, queue_size=settings.ws_queue) as hub,
-                JobKeeper(settings, redis, results) as jobs,
+                JobKeeper(settings, redis, results, metrics) as jobs,
             ):
                 yield {
                     "settings": settings, "redis": redis, "hub": hub, "metrics": metrics,

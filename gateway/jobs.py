@@ -28,6 +28,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from gateway import control
+from gateway.metrics import JobProgress, Metrics
 from pitchside import registry
 from pitchside.errors import IngestUnavailableError, PitchsideError, StreamNotFoundError
 from pitchside.results import JobRecord, JobState, ResultsStore
@@ -48,12 +49,16 @@ class JobKeeper:
         settings: ``control_timeout_s`` bounds a start command.
         redis: the bus (registry, control stream).
         store: the results store holding the jobs and their frame results.
+        metrics: the gateway's metrics: each running job's progress, the jobs ended.
     """
 
-    def __init__(self, settings: Settings, redis: Redis, store: ResultsStore) -> None:
+    def __init__(
+        self, settings: Settings, redis: Redis, store: ResultsStore, metrics: Metrics
+    ) -> None:
         self.settings = settings
         self.redis = redis
         self.store = store
+        self.metrics = metrics
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -84,10 +89,15 @@ class JobKeeper:
     async def tick(self) -> None:
         """One look at every queued or running job."""
         jobs, _ = await asyncio.to_thread(self.store.list_jobs, MAX_ACTIVE, 0, True)
+        running: dict[str, JobProgress] = {}
         for job in reversed(jobs):  # oldest first
-            await self._follow(job)
+            progress = await self._follow(job)
+            if progress is not None:
+                running[job_sid(job.id)] = progress
+        self.metrics.set_running_jobs(running)
 
-    async def _follow(self, job: JobRecord) -> None:
+    async def _follow(self, job: JobRecord) -> JobProgress | None:
+        """Take ``job`` one step on; its progress if it still runs."""
         sid = job_sid(job.id)
         info: StreamInfo | None
         try:
@@ -96,7 +106,7 @@ class JobKeeper:
             info = None
         if job.state is JobState.QUEUED:
             await self._start(job, info)
-            return
+            return None
         done = await asyncio.to_thread(self.store.count_frames, job.id)
         if info is None:
             await self._end(job, JobState.FAILED, done, "its stream disappeared from the registry")
@@ -115,10 +125,14 @@ class JobKeeper:
             total = info.frames if info.state is StreamState.ENDED else None
             if done != job.frames_done or (total is not None and total != job.frames_total):
                 started = job.started or (_now() if done else None)
-                await asyncio.to_thread(
+                updated = await asyncio.to_thread(
                     self.store.update_job, job.id, frames_done=done, frames_total=total,
                     started=started,
                 )  # fmt: skip
+                job = updated or job
+            expected = total if total is not None else job.frames_total
+            return JobProgress(done, expected, job.updated.timestamp())
+        return None
 
     async def _start(self, job: JobRecord, info: StreamInfo | None) -> None:
         sid = job_sid(job.id)
@@ -151,6 +165,7 @@ class JobKeeper:
         )  # fmt: skip
         if ended is None:
             return  # it had ended already (cancelled meanwhile, or another gateway)
+        self.metrics.job_ended(state.value)
         log.info(
             "job %s %s: %d frames%s", job.id, state.value, done, f" ({error})" if error else ""
         )

@@ -6,12 +6,15 @@ same process (the benchmark). Every family comes from :mod:`pitchside.metrics`. 
 most ``max_streams`` streams by name and the rest as ``stream="other"``: frames handed to
 viewers, messages sent, viewers, frames dropped, end-to-end latency and the consumer groups'
 lag and pending entries (measured at each scrape, :mod:`gateway.groups`). A stream's series
-are removed at the first scrape after it left the registry.
+are removed at the first scrape after it left the registry. Uploads by result, and analysis
+jobs: by state in the store (counted at each scrape), each running job's progress (set by the
+job keeper's tick, under its stream's label ``job-<id>``) and the jobs the keeper ended.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
+from typing import NamedTuple
 
 from prometheus_client import generate_latest
 
@@ -25,6 +28,14 @@ STAGE = m.GATEWAY
 SLOW_CLIENT = "slow_client"  # a viewer's queue was full: its oldest message went
 FRAME_TRIMMED = "frame_trimmed"  # the JPEG had left the bounded frames stream before we read it
 BAD_MESSAGE = "bad_message"  # a dets entry of another schema version or malformed
+
+
+class JobProgress(NamedTuple):
+    """A running analysis job, as its metrics show it."""
+
+    done: int  # frames with their results stored
+    expected: int | None  # frames its video has, when known
+    moved_s: float  # Unix time its results last grew (or its state changed)
 
 
 class Metrics:
@@ -49,7 +60,15 @@ class Metrics:
         self.feeds = m.gauge(m.GATEWAY_FEEDS, registry)
         self.control = m.counter(m.GATEWAY_CONTROL, registry)
         self.frame_stages = m.histogram(m.FRAME_STAGE_SECONDS, registry)
+        self.uploads = m.counter(m.UPLOADS, registry)
+        self.upload_bytes = m.counter(m.UPLOAD_BYTES, registry)
+        self.jobs = m.gauge(m.JOBS, registry)
+        self.jobs_ended = m.counter(m.JOBS_ENDED, registry)
+        self.job_done = track(m.JOB_FRAMES_DONE, m.gauge(m.JOB_FRAMES_DONE, registry))
+        self.job_expected = track(m.JOB_FRAMES_EXPECTED, m.gauge(m.JOB_FRAMES_EXPECTED, registry))
+        self.job_moved = track(m.JOB_PROGRESS_TIME, m.gauge(m.JOB_PROGRESS_TIME, registry))
         self._groups: set[tuple[str, str]] = set()  # (stream label, group) series set now
+        self._running: set[str] = set()  # job stream labels with progress series now
 
     def dropped(self, sid: str, reason: str, n: int = 1) -> None:
         self.streams.child(self.frames_dropped, sid, stage=STAGE, reason=reason).inc(n)
@@ -99,6 +118,44 @@ class Metrics:
     def clear_groups(self) -> None:
         """Remove every group series: they could not be measured."""
         self.set_groups(())
+
+    def upload(self, result: str, size: int = 0) -> None:
+        """An upload ended: ``accepted`` (of ``size`` bytes) or the error code refusing it."""
+        self.uploads.labels(result).inc()
+        self.upload_bytes.inc(size)
+
+    def set_job_states(self, counts: Mapping[str, int]) -> None:
+        """The store's jobs per state, as counted now (a state with none reads 0)."""
+        for state, n in counts.items():
+            self.jobs.labels(state).set(n)
+
+    def set_running_jobs(self, progress: Mapping[str, JobProgress]) -> None:
+        """Each running job's progress by its stream id; the series of jobs no longer running
+        go. Jobs past the stream cap add up in "other" (the newest progress time of them)."""
+        done: dict[str, int] = {}
+        expected: dict[str, int] = {}
+        moved: dict[str, float] = {}
+        for sid, job in progress.items():
+            label = self.streams.label(sid)
+            done[label] = done.get(label, 0) + job.done
+            moved[label] = max(moved.get(label, 0.0), job.moved_s)
+            if job.expected is not None:
+                expected[label] = expected.get(label, 0) + job.expected
+        for label in self._running - done.keys():
+            self.job_done.remove(label)
+            self.job_expected.remove(label)
+            self.job_moved.remove(label)
+        for label, n_done in done.items():
+            self.streams.child(self.job_done, label).set(n_done)
+            self.streams.child(self.job_moved, label).set(moved[label])
+            if label in expected:
+                self.streams.child(self.job_expected, label).set(expected[label])
+            else:  # not known yet: no value rather than an old one
+                self.job_expected.remove(label)
+        self._running = set(done)
+
+    def job_ended(self, state: str) -> None:
+        self.jobs_ended.labels(state).inc()
 
     def keep_only(self, sids: Collection[str]) -> None:
         """Remove the series of every stream not in ``sids`` (the registry's ids)."""

@@ -1,7 +1,7 @@
 """Liveness, readiness and metrics: ``/healthz``, ``/readyz``, ``/metrics``.
 
-``/metrics`` measures the consumer groups first (:func:`gateway.groups.refresh`), so that
-their lag and pending entries are as fresh as the scrape.
+``/metrics`` measures the consumer groups first (:func:`gateway.groups.refresh`) and counts
+the jobs per state in the results store, so that both are as fresh as the scrape.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from gateway.groups import refresh
+from pitchside.errors import ResultsStoreError
 from pitchside.schema import health_pattern
 
 if TYPE_CHECKING:
@@ -78,4 +79,10 @@ def _not_ready(detail: str, **counts: Any) -> JSONResponse:
 async def metrics(request: Request) -> Response:
     state = _state(request)
     await refresh(state["redis"], state["metrics"])
+    try:
+        counts = await asyncio.to_thread(state["results"].count_jobs)
+    except ResultsStoreError as exc:  # the other metrics are still worth serving
+        log.warning("jobs not counted for /metrics: %s", exc)
+    else:
+        state["metrics"].set_job_states({s.value: n for s, n in counts.items()})
     return Response(state["metrics"].exposition(), media_type=CONTENT_TYPE_LATEST)

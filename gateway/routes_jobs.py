@@ -169,6 +169,7 @@ async def cancel_job(job_id: str, request: Request) -> JobOut:
     )
     if cancelled is None:
         raise JobFinishedError(f"job {job.id} has ended already ({job.state.value})")
+    state["metrics"].job_ended(JobState.CANCELLED.value)
     try:
         await control.stop(redis, job_sid(job.id), settings.control_timeout_s)
     except IngestUnavailableError:

@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 
 from gateway import multipart
 from gateway.video_probe import probe_video
+from pitchside.errors import PitchsideError
 from pitchside.results import NewUpload, UploadRecord
 from pitchside.uploads import (
     jobs_dir,
@@ -110,9 +111,11 @@ async def create_upload(request: Request, response: Response) -> UploadOut:
                 fps=info.fps, width=info.width, height=info.height, frames=info.frames,
             ),
         )  # fmt: skip
-    except BaseException:  # refused, failed or cut off (the client went away): keep nothing
+    except BaseException as exc:  # refused, failed or cut off (the client went away): keep nothing
         await asyncio.to_thread(_unlink, incoming, final)
+        state["metrics"].upload(exc.code if isinstance(exc, PitchsideError) else "aborted")
         raise
+    state["metrics"].upload("accepted", saved.size)
     log.info(
         "upload %s: %s, %.1f MiB, %dx%d, %d frames",
         upload_id, name, saved.size / 2**20, info.width, info.height, info.frames,

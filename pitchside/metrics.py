@@ -241,6 +241,58 @@ GROUP_PENDING = Family(
     (GATEWAY,),
 )
 
+# -- uploads and analysis jobs (the gateway: its upload route and its job keeper) -------------
+UPLOADS = Family(
+    Kind.COUNTER,
+    "pitchside_uploads",
+    "Video uploads by result: accepted, or rejected (too large, not a video, cut short, ...)",
+    ("result",),
+    (GATEWAY,),
+)
+UPLOAD_BYTES = Family(
+    Kind.COUNTER,
+    "pitchside_upload_bytes",
+    "Bytes of the uploads accepted",
+    (),
+    (GATEWAY,),
+)
+JOBS = Family(
+    Kind.GAUGE,
+    "pitchside_jobs",
+    "Analysis jobs in the results store, by state (queued, running, done, failed, cancelled)",
+    ("state",),
+    (GATEWAY,),
+)
+JOBS_ENDED = Family(
+    Kind.COUNTER,
+    "pitchside_jobs_ended",
+    "Analysis jobs this gateway ended (its keeper, or a cancel), by the state they ended in",
+    ("state",),
+    (GATEWAY,),
+)
+JOB_FRAMES_DONE = Family(
+    Kind.GAUGE,
+    "pitchside_job_frames_done",
+    "Frames of a running analysis job with their results stored; stream is the job's stream",
+    ("stream",),
+    (GATEWAY,),
+)
+JOB_FRAMES_EXPECTED = Family(
+    Kind.GAUGE,
+    "pitchside_job_frames_expected",
+    "Frames a running analysis job's upload has (the probe's count, or ingest's final count)",
+    ("stream",),
+    (GATEWAY,),
+)
+JOB_PROGRESS_TIME = Family(
+    Kind.GAUGE,
+    "pitchside_job_progress_timestamp_seconds",
+    "Unix time a running analysis job last stored more frames' results (or changed state); "
+    "time() minus it is how long the job has not moved",
+    ("stream",),
+    (GATEWAY,),
+)
+
 #: Every family above.
 FAMILIES = tuple(value for value in dict(globals()).values() if isinstance(value, Family))
 

@@ -215,6 +215,13 @@ class ResultsStore:
             )  # fmt: skip
             return [_job(row) for row in rows], total
 
+    def count_jobs(self) -> dict[JobState, int]:
+        """How many jobs are in each state (every state, 0 for none)."""
+        with self._session("counting jobs") as session:
+            rows = session.execute(select(Job.state, func.count()).group_by(Job.state))
+            counts = {JobState(state): n for state, n in rows}
+        return {state: counts.get(state, 0) for state in JobState}
+
     def list_jobs_of(self, upload_id: str) -> list[str]:
         """The ids of every job of upload ``upload_id``."""
         with self._session("listing jobs") as session:

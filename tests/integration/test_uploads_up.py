@@ -19,9 +19,11 @@ from typing import Any
 import av
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import CLIP, require_asset
 from tests.integration.conftest import Stack, run_stack
+from tests.integration.scrape import value
 from tests.integration.test_pipeline_e2e import collect
 
 pytestmark = pytest.mark.slow
@@ -83,6 +85,14 @@ def wait_for_job_of(client: httpx.Client, upload_id: str, timeout_s: float = 30.
         time.sleep(0.05)
 
 
+def gateway_metric(client: httpx.Client, name: str, **labels: str) -> float | None:
+    """One sample of the gateway's /metrics, as Prometheus would scrape it; None if absent."""
+    resp = client.get("/metrics")
+    assert resp.status_code == 200, resp.text
+    samples = [s for f in text_string_to_metric_families(resp.text) for s in f.samples]
+    return value(samples, name, **labels)
+
+
 def test_bad_uploads_are_refused_clearly_and_leave_nothing_on_disk(
     uploads_stack: Stack, client: httpx.Client, tmp_path: Path
 ) -> None:
@@ -96,6 +106,7 @@ def test_bad_uploads_are_refused_clearly_and_leave_nothing_on_disk(
     big.write_bytes(clip * (UPLOAD_MAX_MB + 1))
     before = client.get("/api/uploads").json()["total"]
     files_before = stored_files(uploads_stack)
+    bad_before = gateway_metric(client, "pitchside_uploads_total", result="bad_video") or 0
     # when each is uploaded, then each gets its own 4xx and a message naming the problem
     resp = upload(client, text)
     assert resp.status_code == 422 and resp.json()["error"] == "bad_video", resp.text
@@ -128,6 +139,10 @@ def test_bad_uploads_are_refused_clearly_and_leave_nothing_on_disk(
     # and nothing was kept: no record, no file, no partial file
     assert client.get("/api/uploads").json()["total"] == before
     assert stored_files(uploads_stack) == files_before
+    # and the gateway counted the two that were not videos
+    bad = gateway_metric(client, "pitchside_uploads_total", result="bad_video")
+    assert bad == bad_before + 2
+    assert gateway_metric(client, "pitchside_uploads_total", result="content_too_large")
 
 
 def test_an_upload_is_probed_listed_played_live_and_deleted(
@@ -178,12 +193,26 @@ def test_a_job_analyses_every_frame_once_and_its_results_download(
     assert resp.status_code == 201, resp.text
     job = resp.json()
     assert job["state"] in ("queued", "running") and job["frames_total"] == frames
-    # then it ends done, every frame with its result
+    ended_before = gateway_metric(client, "pitchside_jobs_ended_total", state="done") or 0
+    # then while it runs the gateway shows its progress under its stream's name
+    stream = f"job-{job['id']}"
+    deadline = time.monotonic() + JOB_S
+    while gateway_metric(client, "pitchside_job_frames_expected", stream=stream) != frames:
+        assert time.monotonic() < deadline, "no progress series for the running job"
+        time.sleep(0.1)
+    assert gateway_metric(client, "pitchside_job_progress_timestamp_seconds", stream=stream)
+    # and it ends done, every frame with its result
     done = wait_job(client, job["id"])
     assert done["state"] == "done", done
     assert done["frames_done"] == done["frames_total"] == frames and done["progress"] == 1.0
     assert done["fps"] > 0 and done["eta_s"] is None and done["error"] is None
     assert done in client.get("/api/jobs").json()["jobs"]
+    assert gateway_metric(client, "pitchside_jobs_ended_total", state="done") == ended_before + 1
+    assert (gateway_metric(client, "pitchside_jobs", state="done") or 0) >= 1
+    deadline = time.monotonic() + JOB_S  # its progress series go at the keeper's next tick
+    while gateway_metric(client, "pitchside_job_frames_done", stream=stream) is not None:
+        assert time.monotonic() < deadline, "the ended job's progress series stayed"
+        time.sleep(0.1)
     # and results.jsonl holds one line per frame, in frame order, with people found
     resp = client.get(done["links"]["results_jsonl"])
     assert resp.status_code == 200 and resp.headers["content-type"] == "application/x-ndjson"

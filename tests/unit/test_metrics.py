@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter
 
 from gateway.groups import GroupState
-from gateway.metrics import Metrics
+from gateway.metrics import JobProgress, Metrics
 from ingest import metrics as ingest_metrics
 from pitchside import metrics as m
 from pitchside.exporter import advertised
@@ -232,6 +232,48 @@ def test_gateway_group_figures_fold_past_the_cap_and_vanish_with_their_group() -
     metrics.set_groups([GroupState("a", "workers", 1, None)])
     assert lag("a") is None and lag(m.OTHER) is None
     assert _sample(registry, "pitchside_consumer_group_pending", stream="a", group="workers") == 1
+
+
+def test_gateway_job_progress_folds_past_the_cap_and_vanishes_when_the_job_ends() -> None:
+    metrics = Metrics(max_streams=1)
+
+    def job(name: str, stream: str) -> float | None:
+        return _sample(metrics.registry, f"pitchside_job_{name}", stream=stream)
+
+    # when three jobs run with a cap of one, the third's frame count not known yet
+    metrics.set_running_jobs({
+        "job-a": JobProgress(10, 100, 1000.0), "job-b": JobProgress(5, 50, 1200.0),
+        "job-c": JobProgress(1, None, 1100.0),
+    })  # fmt: skip
+    # then the first has its own series; the others add up, with their newest progress time
+    assert (job("frames_done", "job-a"), job("frames_expected", "job-a")) == (10.0, 100.0)
+    assert job("progress_timestamp_seconds", "job-a") == 1000.0
+    assert (job("frames_done", m.OTHER), job("frames_expected", m.OTHER)) == (6.0, 50.0)
+    assert job("progress_timestamp_seconds", m.OTHER) == 1200.0
+    # and when only job-a still runs, the folded series go
+    metrics.set_running_jobs({"job-a": JobProgress(20, 100, 1300.0)})
+    assert job("frames_done", "job-a") == 20.0 and job("frames_done", m.OTHER) is None
+    assert job("progress_timestamp_seconds", m.OTHER) is None
+    # and when none runs, nothing is left
+    metrics.set_running_jobs({})
+    assert job("frames_done", "job-a") is None and job("frames_expected", "job-a") is None
+
+
+def test_gateway_counts_uploads_by_result_and_jobs_by_state() -> None:
+    metrics = Metrics()
+    metrics.upload("accepted", 1000)
+    metrics.upload("bad_video")
+    metrics.upload("accepted", 500)
+    metrics.set_job_states({"queued": 2, "done": 1})
+    metrics.set_job_states({"queued": 0, "done": 3})
+    metrics.job_ended("done")
+    registry = metrics.registry
+    assert _sample(registry, "pitchside_uploads_total", result="accepted") == 2.0
+    assert _sample(registry, "pitchside_uploads_total", result="bad_video") == 1.0
+    assert _sample(registry, "pitchside_upload_bytes_total") == 1500.0
+    assert _sample(registry, "pitchside_jobs", state="queued") == 0.0
+    assert _sample(registry, "pitchside_jobs", state="done") == 3.0
+    assert _sample(registry, "pitchside_jobs_ended_total", state="done") == 1.0
 
 
 def test_gateway_frame_stages_observe_each_span_and_skip_negative_ones() -> None:
