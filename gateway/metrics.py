@@ -28,6 +28,7 @@ STAGE = m.GATEWAY
 SLOW_CLIENT = "slow_client"  # a viewer's queue was full: its oldest message went
 FRAME_TRIMMED = "frame_trimmed"  # the JPEG had left the bounded frames stream before we read it
 BAD_MESSAGE = "bad_message"  # a dets entry of another schema version or malformed
+REASONS = (SLOW_CLIENT, FRAME_TRIMMED, BAD_MESSAGE)
 
 
 class JobProgress(NamedTuple):
@@ -51,6 +52,10 @@ class Metrics:
         self.streams = m.StreamLabels(max_streams)
         registry, track = self.registry, self.streams.track
         self.frames_dropped = track(m.FRAMES_DROPPED, m.counter(m.FRAMES_DROPPED, registry))
+        # a stream's drops exist from its first viewer, at 0: a first drop shows in rate()
+        self.streams.start_at_zero(
+            self.frames_dropped, *({"stage": STAGE, "reason": r} for r in REASONS)
+        )
         self.frames = track(m.GATEWAY_FRAMES, m.counter(m.GATEWAY_FRAMES, registry))
         self.sent = track(m.GATEWAY_MESSAGES_SENT, m.counter(m.GATEWAY_MESSAGES_SENT, registry))
         self.viewers = track(m.GATEWAY_VIEWERS, m.gauge(m.GATEWAY_VIEWERS, registry))

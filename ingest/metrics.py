@@ -21,6 +21,8 @@ from pitchside.settings import Settings
 
 STAGE = m.INGEST  # the ``stage`` label of this service's frames_dropped
 REASON_STOPPED = "stopped"  # decoded and encoded, then discarded because the stream stopped
+REASON_STALE = "stale"  # WebRTC: a newer frame arrived before it was taken
+REASONS = (REASON_STOPPED, REASON_STALE)
 
 REGISTRY = m.service_registry()
 STREAMS = m.StreamLabels()
@@ -29,6 +31,10 @@ DROPPED = STREAMS.track(m.FRAMES_DROPPED, m.counter(m.FRAMES_DROPPED, REGISTRY))
 FRAMES_PUBLISHED = STREAMS.track(m.INGEST_FRAMES, m.counter(m.INGEST_FRAMES, REGISTRY))
 BYTES_PUBLISHED = STREAMS.track(m.INGEST_BYTES, m.counter(m.INGEST_BYTES, REGISTRY))
 RECONNECTS = STREAMS.track(m.INGEST_RECONNECTS, m.counter(m.INGEST_RECONNECTS, REGISTRY))
+# Each stream's counters exist from its start, at 0, so that a first event shows in rate().
+for _counter in (FRAMES_PUBLISHED, BYTES_PUBLISHED, RECONNECTS):
+    STREAMS.start_at_zero(_counter)
+STREAMS.start_at_zero(DROPPED, *({"stage": STAGE, "reason": r} for r in REASONS))
 SOURCE_STATE = m.gauge(m.INGEST_SOURCE_STATE, REGISTRY)  # kept by SourceStates, below
 DECODE_SECONDS = m.histogram(m.INGEST_DECODE_SECONDS, REGISTRY)
 ENCODE_SECONDS = m.histogram(m.INGEST_ENCODE_SECONDS, REGISTRY)

@@ -355,7 +355,9 @@ class StreamLabels:
     A stream gets its own value (its id) while fewer than ``max_streams`` streams have one;
     the others share ``"other"`` until :meth:`forget` frees a place. Ask for per-stream
     children with :meth:`child`, which remembers each series it hands out, so that
-    :meth:`forget` can remove them all. Thread-safe.
+    :meth:`forget` can remove them all. The series named with :meth:`start_at_zero` are
+    created, at 0, as soon as a stream gets its own value: a counter that exists before its
+    first event lets ``rate()`` and ``increase()`` see that event. Thread-safe.
 
     Args:
         max_streams: how many streams may have their own value; 0 folds every stream.
@@ -366,6 +368,7 @@ class StreamLabels:
         self._lock = threading.Lock()
         self._series: dict[str, set[tuple[MetricWrapperBase, tuple[str, ...]]]] = {}
         self._names: dict[MetricWrapperBase, tuple[str, ...]] = {}
+        self._zeros: list[tuple[MetricWrapperBase, dict[str, str]]] = []
 
     @property
     def labelled(self) -> frozenset[str]:
@@ -381,6 +384,15 @@ class StreamLabels:
             self._names[metric] = family.labels
         return metric
 
+    def start_at_zero(self, metric: M, *label_sets: dict[str, str]) -> M:
+        """Create ``metric``'s series of each of ``label_sets`` (its labels but ``stream``)
+        for every stream that gets its own value from now on (a :meth:`track`-ed counter)."""
+        with self._lock:
+            if metric not in self._names:
+                raise KeyError(f"{metric} is not tracked")
+            self._zeros.extend((metric, labels) for labels in label_sets or ({},))
+        return metric
+
     def label(self, sid: str) -> str:
         """The ``stream`` label value of ``sid``: its id, or ``"other"`` past the cap."""
         with self._lock:
@@ -393,12 +405,7 @@ class StreamLabels:
             KeyError: ``metric`` was not :meth:`track`-ed.
         """
         with self._lock:
-            value = self._label(sid)
-            names = self._names[metric]
-            values = tuple(value if name == "stream" else labels[name] for name in names)
-            if value != OTHER:
-                self._series[value].add((metric, values))
-        return metric.labels(*values)
+            return self._child(metric, self._label(sid), labels)
 
     def forget(self, sid: str) -> None:
         """Remove every series of ``sid`` and free its place (``"other"`` is never removed)."""
@@ -419,5 +426,14 @@ class StreamLabels:
             return sid
         if len(self._series) < self.max_streams:
             self._series[sid] = set()
+            for metric, labels in self._zeros:
+                self._child(metric, sid, labels)
             return sid
         return OTHER
+
+    def _child(self, metric: M, value: str, labels: dict[str, str]) -> M:
+        names = self._names[metric]
+        values = tuple(value if name == "stream" else labels[name] for name in names)
+        if value != OTHER:
+            self._series[value].add((metric, values))
+        return metric.labels(*values)

@@ -22,12 +22,15 @@ STAGE = m.WORKER  # the ``stage`` label of this service's frames_dropped
 REASON_BEHIND = "behind"  # live: an older frame skipped for a newer one of the same stream
 REASON_BAD_FRAME = "bad_frame"  # not a decodable JPEG, or a malformed message
 REASON_STALE = "stale"  # live: left pending by a dead worker, acknowledged unprocessed
+REASONS = (REASON_BEHIND, REASON_BAD_FRAME, REASON_STALE)
 
 REGISTRY = m.service_registry()
 STREAMS = m.StreamLabels()
 
 FRAMES_DROPPED = STREAMS.track(m.FRAMES_DROPPED, m.counter(m.FRAMES_DROPPED, REGISTRY))
 FRAMES_INFERRED = STREAMS.track(m.WORKER_FRAMES, m.counter(m.WORKER_FRAMES, REGISTRY))
+# Each stream's drops exist from its first frame, at 0, so that a first drop shows in rate().
+STREAMS.start_at_zero(FRAMES_DROPPED, *({"stage": STAGE, "reason": r} for r in REASONS))
 BATCH_SIZE = m.histogram(m.WORKER_BATCH_SIZE, REGISTRY)
 PREPROCESS_SECONDS = m.histogram(m.WORKER_PREPROCESS_SECONDS, REGISTRY)
 INFERENCE_SECONDS = m.histogram(m.WORKER_INFERENCE_SECONDS, REGISTRY)

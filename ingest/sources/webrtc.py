@@ -41,7 +41,6 @@ VIDEO_CODECS = ("video/VP8", "video/H264")
 SENDING = ("sendonly", "sendrecv")
 SCHEME = "whip"  # its name in PITCHSIDE_SOURCE_SCHEMES
 SHOWN = "WebRTC publisher (WHIP)"  # the source as the registry and the viewer show it
-REASON_STALE = "stale"  # frames_dropped reason: a newer frame arrived before it was taken
 WAIT_S = 0.1  # the decode thread checks its stop event this often while waiting for frames
 STEP_NS = 40_000_000  # media time step of a frame without a timestamp (25 fps)
 MAX_OFFER_CHARS = 64 * 1024  # far above a real offer (a few KB), far below harm
@@ -214,7 +213,7 @@ class WhipPeer:
                 frame = await track.recv()
                 with self._cond:
                     if self._latest is not None:
-                        metrics.dropped(self.sid, REASON_STALE)
+                        metrics.dropped(self.sid, metrics.REASON_STALE)
                     self._latest = frame
                     self._cond.notify()
         except MediaStreamError:  # the publisher left, or the connection closed

@@ -35,10 +35,11 @@ class Stack:
         return httpx.post(f"{self.base_url}/api/streams", json=body, timeout=30)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_port() -> int:
+    """A loopback TCP port free now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 @contextlib.contextmanager
@@ -46,7 +47,7 @@ def run_stack(tmp: Path, **env_extra: str) -> Iterator[Stack]:
     """`pitchside up` with the COCO test model, an embedded Redis and one worker, its data
     folder and log in ``tmp``; ``env_extra`` adds or overrides variables."""
     require_asset(CLIP)
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     env.update(
         PITCHSIDE_PORT=str(port), PITCHSIDE_MODEL=str(require_asset(COCO_ONNX)),

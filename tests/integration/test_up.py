@@ -27,16 +27,10 @@ import pytest
 from pitchside.supervisor import ChildSpec, RestartPolicy
 from pitchside.up import run_stack
 from tests.conftest import CLIP, COCO_ONNX, require_asset
-from tests.integration.conftest import START_S
+from tests.integration.conftest import START_S, free_port
 
 MARK = "PITCHSIDE_TEST_MARK"
 WAIT_S = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def marked_processes(mark: str) -> dict[int, str]:

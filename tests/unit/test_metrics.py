@@ -145,6 +145,30 @@ def test_stream_labels_fold_the_streams_past_the_cap_into_other(drops: Drops) ->
     assert streams.labelled == {"a", "b"}
 
 
+def test_series_started_at_zero_exist_from_a_streams_first_label_and_go_with_it(
+    drops: Drops,
+) -> None:
+    registry, streams, counter = drops
+    other = {"stage": "ingest", "reason": "stopped"}
+    # given drops started at zero for two reasons
+    streams.start_at_zero(counter, {"stage": "ingest", "reason": "stale"}, other)
+    # when a stream first gets its label, by any other series, then both exist at 0
+    streams.label("a")
+    assert _dropped(registry, "a") == 0.0
+    assert _sample(registry, "pitchside_frames_dropped_total", stream="a", **other) == 0.0
+    _drop(streams, counter, "a", n=3)
+    assert _dropped(registry, "a") == 3.0
+    # and the folded streams get none, and forgetting a stream removes them
+    streams.label("b")
+    streams.label("c")
+    assert _dropped(registry, "other") is None
+    streams.forget("a")
+    assert _sample(registry, "pitchside_frames_dropped_total", stream="a", **other) is None
+    # and only a tracked metric can start at zero
+    with pytest.raises(KeyError):
+        streams.start_at_zero(Counter("x", "x", ["stream"], registry=CollectorRegistry()))
+
+
 def test_stream_labels_forget_removes_the_series_and_frees_the_place(drops: Drops) -> None:
     registry, streams, counter = drops
     for sid in ("a", "b", "c"):
