@@ -24,7 +24,7 @@ class Feed:
 
     Args:
         url: ``ws://.../ws/streams/{sid}``.
-        silence_s: the socket fails when no message arrives for this long.
+        silence_s: the socket fails when no frame message arrives for this long.
     """
 
     def __init__(self, url: str, silence_s: float) -> None:

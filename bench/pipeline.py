@@ -191,14 +191,16 @@ async def messages(
     ``source_time`` (a section whose source stamps its frames) fills ``source_ns``.
 
     Raises:
-        BenchError: no message for ``silence_s``, the stream ended, or the socket closed.
+        BenchError: no frame message for ``silence_s``, the stream ended, or the socket closed.
     """
+    loop = asyncio.get_running_loop()
     async with connect(url, max_size=None, open_timeout=10) as ws:
+        frame_by = loop.time() + silence_s  # events (stats: one a second) do not count
         while True:
             try:
-                data = await asyncio.wait_for(ws.recv(), silence_s)
+                data = await asyncio.wait_for(ws.recv(), max(0.0, frame_by - loop.time()))
             except TimeoutError:
-                raise BenchError(f"no message for {silence_s:g} s") from None
+                raise BenchError(f"no frame message for {silence_s:g} s") from None
             except ConnectionClosed as exc:
                 raise BenchError(f"the gateway closed the WebSocket: {exc}") from exc
             receipt_ns = time.time_ns()
@@ -206,7 +208,8 @@ async def messages(
                 event = protocol.decode_text(data)
                 if event.get("event") == "state":
                     raise BenchError(f"the stream ended: {event}")
-                continue  # hello
+                continue  # hello, stats
+            frame_by = loop.time() + silence_s
             meta, jpeg = protocol.decode_binary(data)
             timings = {**meta["timings"], "receipt": receipt_ns}
             sent = source_time(jpeg) if source_time is not None else None

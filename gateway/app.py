@@ -31,6 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import pitchside
 from gateway import (
+    routes_config,
     routes_discovery,
     routes_health,
     routes_history,
@@ -122,6 +123,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(routes_history.router)
     app.include_router(routes_uploads.router)
     app.include_router(routes_jobs.router)
+    app.include_router(routes_config.router)
     app.include_router(ws.router)
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
 

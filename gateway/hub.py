@@ -7,7 +7,10 @@ every viewer. Each viewer holds a small bounded queue: a slow browser loses its 
 messages and never slows the reader or the other viewers (the idea of aiortc's ``MediaRelay``
 with ``buffered=False``, widened to a few messages). The same task polls the registry and
 closes the viewers when the stream ends, fails, stops or is deleted. Each message carries its
-frame's capture time, so that the sender can observe the end-to-end latency as it sends.
+frame's capture time, so that the sender can observe the end-to-end latency as it sends. The
+reader notes the ``seq`` of every detection it reads in its stream's
+:class:`~gateway.stats.StreamStats`, and each viewer its drops in its own
+:class:`~gateway.stats.ViewerStats` (the sender adds what it sent).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from redis.exceptions import RedisError
 
 from gateway import protocol
 from gateway.metrics import BAD_MESSAGE, FRAME_TRIMMED, SLOW_CLIENT, Metrics
+from gateway.stats import StreamStats, ViewerStats
 from pitchside import registry
 from pitchside.errors import SchemaError, StreamNotFoundError
 from pitchside.redis_client import Entry, stream_entries
@@ -83,14 +87,23 @@ class Viewer:
         frames: whether this viewer gets binary messages (True) or the meta JSON alone.
         maxlen: messages held before the oldest is dropped (``settings.ws_queue``).
         on_drop: called once for every message dropped because the viewer fell behind.
+        stats: where its drops go, and its sender notes what it sent (default: stats of its
+            own, as if it were its stream's only viewer).
     """
 
     def __init__(
-        self, sid: str, *, frames: bool, maxlen: int, on_drop: Callable[[], None] | None = None
+        self,
+        sid: str,
+        *,
+        frames: bool,
+        maxlen: int,
+        on_drop: Callable[[], None] | None = None,
+        stats: ViewerStats | None = None,
     ) -> None:
         self.sid = sid
         self.frames = frames
         self.dropped = 0
+        self.stats = stats if stats is not None else ViewerStats(StreamStats())
         self._queue: deque[Queued] = deque(maxlen=maxlen)
         self._ready = asyncio.Event()
         self._closing: Closing | None = None
@@ -109,6 +122,7 @@ class Viewer:
             return
         if len(self._queue) == self._queue.maxlen:
             self.dropped += 1
+            self.stats.dropped(SLOW_CLIENT)
             if self._on_drop is not None:
                 self._on_drop()
         self._queue.append(Queued(payload, ts_capture))
@@ -119,6 +133,8 @@ class Viewer:
         payload = message.binary if self.frames else message.text
         if payload is not None:
             self.put(payload, message.ts_capture)
+        elif self._closing is None:
+            self.stats.dropped(FRAME_TRIMMED)
 
     def finish(self, closing: Closing) -> None:
         """Close after the queued messages; the first call wins."""
@@ -142,6 +158,7 @@ class _Feed:
     sid: str
     viewers: set[Viewer] = field(default_factory=set)
     task: asyncio.Task[None] | None = None
+    stats: StreamStats = field(default_factory=StreamStats)
     warned: bool = False  # about a malformed dets entry: once per feed is enough
 
 
@@ -184,6 +201,7 @@ class Hub:
             viewer = Viewer(
                 sid, frames=frames, maxlen=self._queue_size,
                 on_drop=lambda: self._metrics.dropped(sid, SLOW_CLIENT),
+                stats=ViewerStats(feed.stats),
             )  # fmt: skip
             feed.viewers.add(viewer)
             return viewer
@@ -274,7 +292,7 @@ class Hub:
         batch: list[DetsMsg] = []
         for _entry_id, fields in entries:
             try:
-                batch.append(DetsMsg.from_fields(fields))
+                dets = DetsMsg.from_fields(fields)
             except SchemaError as exc:
                 self._metrics.dropped(feed.sid, BAD_MESSAGE)
                 if not feed.warned:
@@ -282,6 +300,9 @@ class Hub:
                     log.warning(
                         "stream %s: skipping dets: %s", feed.sid, exc, extra={"sid": feed.sid}
                     )
+                continue
+            feed.stats.detected(dets.seq)
+            batch.append(dets)
         if not batch:
             return
         want_frames = any(v.frames for v in feed.viewers)

@@ -84,8 +84,12 @@ class Metrics:
         of different hosts can give, are left out)."""
         self.streams.child(self.frames, sid).inc()
         stamps = {**dets.timings, "gateway_send": handed_ns}
-        for stage, start, end in m.FRAME_STAGES:
-            if start in stamps and end in stamps and stamps[end] >= stamps[start] > 0:
+        observed: set[str] = set()
+        for stage, start, end in m.FRAME_STAGES:  # a stage listed twice: its first span found
+            if stage in observed or start not in stamps or end not in stamps:
+                continue
+            observed.add(stage)
+            if stamps[end] >= stamps[start] > 0:
                 self.frame_stages.labels(stage).observe((stamps[end] - stamps[start]) / 1e9)
 
     def sent_to_viewer(self, sid: str, ts_capture: int, sent_ns: int) -> None:

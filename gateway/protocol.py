@@ -12,7 +12,8 @@ Boxes are in source pixels (of the ``w`` x ``h`` JPEG); every timestamp is epoch
 - binary message: 4-byte big-endian length ``N``, ``N`` bytes of UTF-8 meta JSON, then the JPEG
   exactly as ingest encoded it (the gateway never decodes or re-encodes video);
 - text message: always one JSON object; a frame meta has ``"seq"`` (sent instead of binary
-  messages when the viewer asked for ``?frames=0``), an event has ``"event"``.
+  messages when the viewer asked for ``?frames=0``), an event has ``"event"``: ``hello``
+  first, ``stats`` about once a second, ``state`` last.
 
 docs/protocol.md is the reference for people writing other clients.
 """
@@ -23,6 +24,7 @@ import json
 import struct
 from typing import Any
 
+from gateway.stats import Stats
 from pitchside.errors import SchemaError
 from pitchside.schema import DetsMsg
 
@@ -105,6 +107,43 @@ def hello_event(sid: str, state: str, frames: bool) -> str:
 def state_event(sid: str, state: str, error: str | None) -> str:
     """Last message before the gateway closes a viewer because the stream is over."""
     return encode_text({"event": "state", "sid": sid, "state": state, "error": error})
+
+
+def stats_event(sid: str, stats: Stats) -> str:
+    """About once a second to each viewer: the stream's live figures over the last seconds.
+
+    ``{"event": "stats", "sid": "cam1", "window_s": 2.0, "fps_in": 25.0, "fps_detected": 12.1,
+    "fps_shown": 12.0, "latency_p50_ms": 132.4, "latency_p95_ms": 160.2,
+    "drops_per_s": {"skipped": 12.9, "slow_client": 0.0, "frame_trimmed": 0.0}}``
+
+    - ``window_s``: the sliding window the figures cover, in seconds (in a viewer's first
+      seconds, the time since it joined);
+    - ``fps_in``: frames ingest published per second (from the ``seq`` of the detections
+      read, which ingest numbers without gaps: skipped frames count too);
+    - ``fps_detected``: detections messages of the stream the gateway read per second;
+    - ``fps_shown``: frame messages sent to this viewer per second;
+    - ``latency_p50_ms``, ``latency_p95_ms``: capture to sent of this viewer's messages, the
+      median and 95th percentile in ms; ``null`` when none was sent in the window;
+    - ``drops_per_s``: frames lost per second by reason: ``skipped`` (ingested, never
+      detected: the workers fell behind), ``slow_client`` (this viewer read too slowly),
+      ``frame_trimmed`` (the JPEG was gone before the gateway read it; binary viewers only).
+
+    With no detection in the window every rate is 0. Rates have one decimal, latencies 0.1 ms.
+    """
+    p50, p95 = stats.latency_p50_ms, stats.latency_p95_ms
+    return encode_text(
+        {
+            "event": "stats",
+            "sid": sid,
+            "window_s": round(stats.window_s, 3),
+            "fps_in": round(stats.fps_in, 1),
+            "fps_detected": round(stats.fps_detected, 1),
+            "fps_shown": round(stats.fps_shown, 1),
+            "latency_p50_ms": None if p50 is None else round(p50, 1),
+            "latency_p95_ms": None if p95 is None else round(p95, 1),
+            "drops_per_s": {reason: round(n, 1) for reason, n in stats.drops_per_s.items()},
+        }
+    )
 
 
 def close_reason(text: str) -> str:

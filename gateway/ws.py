@@ -2,8 +2,9 @@
 
 One connection views one stream. After the handshake the gateway sends a ``hello`` event once
 the viewer is subscribed, then one message per analysed frame (binary, or the JSON alone with
-``?frames=0``), and, when the stream is over, a ``state`` event before closing with 1000.
-See gateway/protocol.py and docs/protocol.md.
+``?frames=0``), a ``stats`` event about once a second (sent by the same sender between frames,
+so it never overtakes one), and, when the stream is over, a ``state`` event before closing
+with 1000. See gateway/protocol.py and docs/protocol.md.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from redis.exceptions import RedisError
 from starlette.websockets import WebSocketDisconnect
 
 from gateway import protocol
-from gateway.hub import Closing, Hub, Viewer
+from gateway.hub import Closing, Hub, Queued, Viewer
 from gateway.metrics import Metrics
 from pitchside import registry
 from pitchside.errors import InvalidRequestError, SchemaError, StreamNotFoundError
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 router = APIRouter()
 
 _FRAMES_VALUES = {"1": True, "true": True, "0": False, "false": False}
+STATS_INTERVAL_S = 1.0  # a stats event to each viewer this often
 
 
 def _state(websocket: WebSocket) -> State:
@@ -103,8 +105,20 @@ async def _serve(
 
 
 async def _send_loop(websocket: WebSocket, viewer: Viewer, metrics: Metrics) -> None:
+    loop = asyncio.get_running_loop()
+    stats_at = loop.time() + STATS_INTERVAL_S
     while True:
-        item = await viewer.get()
+        item: Queued | Closing | None = None
+        try:
+            async with asyncio.timeout_at(stats_at):
+                item = await viewer.get()  # cancelled only while it waits: nothing is lost
+        except TimeoutError:
+            pass
+        if loop.time() >= stats_at and not isinstance(item, Closing):
+            stats_at = loop.time() + STATS_INTERVAL_S
+            await websocket.send_text(protocol.stats_event(viewer.sid, viewer.stats.snapshot()))
+        if item is None:
+            continue
         if isinstance(item, Closing):
             if item.event is not None:
                 await websocket.send_text(item.event)
@@ -114,7 +128,9 @@ async def _send_loop(websocket: WebSocket, viewer: Viewer, metrics: Metrics) -> 
             await websocket.send_bytes(item.payload)
         else:
             await websocket.send_text(item.payload)
-        metrics.sent_to_viewer(viewer.sid, item.ts_capture, now_ns())
+        sent_ns = now_ns()
+        metrics.sent_to_viewer(viewer.sid, item.ts_capture, sent_ns)
+        viewer.stats.sent(item.ts_capture, sent_ns)
 
 
 async def _receive_loop(websocket: WebSocket) -> None:

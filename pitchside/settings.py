@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from pitchside.errors import SettingsError
 from pitchside.redact import redact_url
@@ -127,6 +128,7 @@ class Settings:
     metrics_host: str = "127.0.0.1"  # PITCHSIDE_METRICS_HOST; ingest's and workers' /metrics
     metrics_port: int = 0  # PITCHSIDE_METRICS_PORT; 0: a free port the OS picks
     metrics_max_streams: int = 100  # PITCHSIDE_METRICS_MAX_STREAMS; the rest: stream="other"
+    grafana_url: str | None = None  # PITCHSIDE_GRAFANA_URL; the viewer links there; None: no link
 
     # Logging
     log_level: str = "INFO"  # PITCHSIDE_LOG_LEVEL
@@ -223,6 +225,7 @@ class Settings:
             metrics_host=env.get("PITCHSIDE_METRICS_HOST") or "127.0.0.1",
             metrics_port=r.get("PITCHSIDE_METRICS_PORT", int, 0, lo=0, hi=65535),
             metrics_max_streams=r.get("PITCHSIDE_METRICS_MAX_STREAMS", int, 100, lo=0, hi=100_000),
+            grafana_url=_grafana_url(env.get("PITCHSIDE_GRAFANA_URL", "")),
             log_level=r.choice(
                 "PITCHSIDE_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"
             ),
@@ -262,6 +265,37 @@ def _database_url(raw: str) -> str | None:
             f"URL, got {given}"
         )  # redacted, or not echoed: the value may hold a password
     return f"{driver}://{rest}"
+
+
+def _grafana_url(raw: str) -> str | None:
+    """``PITCHSIDE_GRAFANA_URL``: Grafana's base URL for the viewer's links, or unset.
+
+    An ``http(s)://HOST[:PORT][/PATH]`` URL, kept without its trailing ``/`` (the viewer adds
+    ``/d/<dashboard>``), so no query or fragment; no credentials either: every viewer sees it.
+    """
+    url = raw.strip()
+    if not url:
+        return None
+    expects = "PITCHSIDE_GRAFANA_URL must be an http:// or https:// URL of Grafana such as "
+    expects += "http://127.0.0.1:3000 or https://example.org/grafana"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - parses the port: ValueError when it is no number
+    except ValueError:
+        raise SettingsError(f"{expects}, got {redact_url(url)!r}") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise SettingsError(f"{expects}, got {redact_url(url)!r}")
+    if "@" in parts.netloc:
+        raise SettingsError(
+            "PITCHSIDE_GRAFANA_URL must hold no user or password (every viewer sees the URL), "
+            f"got {redact_url(url)!r}"
+        )
+    if parts.query or parts.fragment or url.endswith(("?", "#")):
+        raise SettingsError(
+            "PITCHSIDE_GRAFANA_URL must be Grafana's base URL, without a query or fragment "
+            f"(the viewer adds /d/<dashboard>?var-stream=...), got {url!r}"
+        )
+    return url.rstrip("/")
 
 
 def _ice_servers(raw: str) -> tuple[str, ...]:

@@ -21,9 +21,9 @@
   const ctx = canvas.getContext("2d");
   const decoder = new TextDecoder();
 
-  // What a browser test reads: frames drawn, boxes in the last drawn frame, stream shown
-  // (and, below, the camera publishing state).
-  const exposed = { framesShown: 0, lastBoxes: 0, sid: null };
+  // What a browser test reads: frames drawn, boxes in the last drawn frame, stream shown,
+  // the last stats event and how many came (and, below, the camera publishing state).
+  const exposed = { framesShown: 0, lastBoxes: 0, sid: null, stats: null, statsCount: 0 };
   window.pitchside = exposed;
 
   const view = {
@@ -42,6 +42,7 @@
     hidden: new Set(),
   };
   let streams = [];
+  let grafanaUrl = null; // GET /api/config: Grafana's base URL, null for no links
 
   // ------------------------------------------------------------------ status banner
 
@@ -69,6 +70,35 @@
       return `${body.detail || resp.statusText} (${resp.status} ${body.error || ""})`.trim();
     } catch (_) {
       return `${resp.status} ${resp.statusText}`;
+    }
+  }
+
+  // ------------------------------------------------------------------ Grafana links
+
+  // Dashboards by uid (monitoring/grafana/dashboards): every stream, and one with `stream`.
+  const OVERVIEW_DASHBOARD = "pitchside-overview";
+  const STREAM_DASHBOARD = "pitchside-stream";
+
+  async function loadConfig() {
+    try {
+      const resp = await fetch("/api/config", { cache: "no-store" });
+      if (!resp.ok) return; // the links stay hidden: the viewer works without them
+      grafanaUrl = ((await resp.json()).grafana_url || "").replace(/\/+$/, "") || null;
+    } catch (_) {
+      return;
+    }
+    const overview = $("#grafana");
+    overview.hidden = !grafanaUrl;
+    if (grafanaUrl) overview.href = `${grafanaUrl}/d/${OVERVIEW_DASHBOARD}`;
+    showStreamLink();
+  }
+
+  function showStreamLink() {
+    const link = $("#grafana-stream");
+    link.hidden = !(grafanaUrl && view.sid);
+    if (!link.hidden) {
+      link.href = `${grafanaUrl}/d/${STREAM_DASHBOARD}?var-stream=${encodeURIComponent(view.sid)}`;
+      link.title = `Grafana dashboard of ${view.sid}`;
     }
   }
 
@@ -404,6 +434,8 @@
     view.drawTimes = [];
     view.latencies = [];
     $("#stream-title").textContent = sid;
+    showStats(null);
+    showStreamLink();
     for (const li of document.querySelectorAll("#streams li")) {
       li.classList.toggle("selected", li.dataset.sid === sid);
     }
@@ -429,6 +461,8 @@
     exposed.sid = null;
     view.latest = null;
     $("#stream-title").textContent = "No stream selected";
+    showStats(null);
+    showStreamLink();
   }
 
   function connect() {
@@ -461,6 +495,8 @@
       if ($("#status").className === "error" && $("#status").textContent.startsWith("Connection")) {
         status("");
       }
+    } else if (msg.event === "stats") {
+      if (msg.sid === view.sid) showStats(msg);
     } else if (msg.event === "state") {
       ended(msg.sid, msg.state, msg.error);
     }
@@ -471,6 +507,7 @@
     if (sid !== view.sid) return;
     view.over = true;
     clearTimeout(view.retryTimer);
+    showStats(null); // the figures of a stream that is over would read as live
     status(overText(sid, state, error), state === "failed" ? "error" : "over");
   }
 
@@ -643,6 +680,37 @@
     }
   }
 
+  // The gateway's figures of the stream (the stats event, about once a second): ingest's
+  // frame rate, what the workers detected and what reached this viewer, the latency from
+  // capture to sending, and the frames lost on the way. docs/protocol.md, "stats".
+  function showStats(msg) {
+    const el = $("#stats");
+    if (!msg) {
+      el.textContent = "\u00a0"; // keeps the line's height: no jump when figures come
+      el.title = "";
+      return;
+    }
+    exposed.stats = msg;
+    exposed.statsCount += 1;
+    const f = (n) => (n === null || n === undefined ? "-" : n.toFixed(1));
+    const ms = (n) => (n === null || n === undefined ? "-" : String(Math.round(n)));
+    const drops = msg.drops_per_s || {};
+    const latency = msg.latency_p50_ms === null
+      ? "latency -"
+      : `${ms(msg.latency_p50_ms)} ms p50 / ${ms(msg.latency_p95_ms)} p95`;
+    let dropped = `dropped ${f(drops.skipped)}/s skipped, ${f(drops.slow_client)} slow`;
+    if (drops.frame_trimmed) dropped += `, ${f(drops.frame_trimmed)} trimmed`;
+    el.textContent = [
+      `in ${f(msg.fps_in)} fps`, `detected ${f(msg.fps_detected)}`, `shown ${f(msg.fps_shown)}`,
+      latency, dropped,
+    ].join(" · ");
+    el.title = `Measured by the gateway over the last ${msg.window_s} s: frames per second `
+      + "ingested, detected by the workers and sent to this viewer; capture-to-send latency; "
+      + "frames per second lost (skipped by the workers, dropped for a slow viewer, trimmed).";
+  }
+
   setInterval(updateReadouts, 500); // let the readouts fall to 0 when frames stop
+  showStats(null);
+  loadConfig();
   poll();
 })();

@@ -120,9 +120,27 @@ def viewer(url: str, **kw: Any) -> Any:
     return connect(url, compression=None, proxy=None, max_size=None, open_timeout=WAIT_S, **kw)
 
 
+def is_stats(message: str | bytes) -> bool:
+    return isinstance(message, str) and protocol.decode_text(message).get("event") == "stats"
+
+
 async def recv(ws: ClientConnection) -> str | bytes:
+    """The next message but the stats events (about one a second, whatever else is sent)."""
     async with asyncio.timeout(WAIT_S):
-        return await ws.recv()
+        while is_stats(message := await ws.recv()):
+            pass
+        return message
+
+
+async def next_stats(
+    ws: ClientConnection, where: Callable[[dict[str, Any]], bool] = lambda _: True
+) -> dict[str, Any]:
+    """The first stats event for which ``where`` holds, skipping other messages."""
+    async with asyncio.timeout(WAIT_S):
+        while True:
+            message = await ws.recv()
+            if is_stats(message) and where(stats := protocol.decode_text(message)):
+                return stats
 
 
 async def recv_json(ws: ClientConnection) -> dict[str, Any]:
@@ -175,6 +193,18 @@ async def publish(
 
 def small_jpeg(seq: int) -> bytes:
     return b"\xff\xd8\xff\xe0" + f"frame {seq}".encode() + b"\xff\xd9"
+
+
+async def every_other_frame(
+    redis: Redis, sid: str, per_s: float = 20.0, jpeg: bytes | None = None
+) -> None:
+    """Play ingest numbering frames 0, 1, 2 ... and workers detecting only the even ones,
+    ``per_s`` detections a second (ingest: twice that), until cancelled."""
+    seq = 0
+    while True:
+        await publish(redis, sid, seq=seq, jpeg=jpeg or small_jpeg(seq))
+        seq += 2
+        await asyncio.sleep(1 / per_s)  # pacing, as a live source is paced
 
 
 # ------------------------------------------------------------------ refusals
@@ -343,6 +373,71 @@ async def test_ws_slow_viewer_loses_its_oldest_messages_without_slowing_a_fast_o
         "pitchside_frames_dropped_total", stage="gateway", reason="slow_client", stream="cam"
     )
     assert dropped == n - len(slow_seqs), "every message the slow viewer lost is counted"
+
+
+# ------------------------------------------------------------------ stats
+
+
+async def test_ws_sends_stats_with_the_stream_figures_about_once_a_second(
+    gateway: Gateway, redis: Redis
+) -> None:
+    # given a viewer of a live stream whose workers detect every other frame ingest publishes
+    await live_stream(redis, "cam")
+    async with viewer(gateway.ws_url("cam")) as ws:
+        await hello(ws)
+        producer = asyncio.create_task(every_other_frame(redis, "cam"))
+        try:
+            # when the frames flow, then stats events come, with what the viewer was shown
+            first = await next_stats(ws, lambda s: s["fps_shown"] > 0)
+            first_at = asyncio.get_running_loop().time()
+            stats = await next_stats(ws)
+            gap_s = asyncio.get_running_loop().time() - first_at
+        finally:
+            producer.cancel()
+    assert first["sid"] == stats["sid"] == "cam" and stats["window_s"] == 2.0
+    assert gap_s > 0.5, "stats come about once a second, not with every frame"
+    # ingest's rate is twice the detections' (the seq numbers skip every other frame)
+    assert stats["fps_detected"] > 0
+    assert 1.5 <= stats["fps_in"] / stats["fps_detected"] <= 2.1, stats
+    assert 0 < stats["fps_shown"] <= stats["fps_detected"] * 1.2, stats
+    latency = (stats["latency_p50_ms"], stats["latency_p95_ms"])
+    assert latency[0] is not None and latency[1] is not None, stats
+    assert 0 < latency[0] <= latency[1] < WAIT_S * 1000, stats
+    drops = stats["drops_per_s"]
+    assert drops["skipped"] == pytest.approx(stats["fps_in"] - stats["fps_detected"], abs=0.11)
+    assert drops["skipped"] > 0 and drops["slow_client"] == drops["frame_trimmed"] == 0.0
+
+
+async def test_ws_stats_of_a_stream_without_detections_are_zero_with_no_latency(
+    gateway: Gateway, redis: Redis
+) -> None:
+    # given a text viewer of a live stream that no worker detects anything of
+    await live_stream(redis, "idle")
+    async with viewer(gateway.ws_url("idle", "?frames=0")) as ws:
+        await hello(ws)
+        # when a stats event comes, then every rate is 0 and the latency null
+        stats = await next_stats(ws)
+    assert stats == {
+        "event": "stats", "sid": "idle", "window_s": 2.0,
+        "fps_in": 0.0, "fps_detected": 0.0, "fps_shown": 0.0,
+        "latency_p50_ms": None, "latency_p95_ms": None,
+        "drops_per_s": {"skipped": 0.0, "slow_client": 0.0, "frame_trimmed": 0.0},
+    }  # fmt: skip
+
+
+async def test_ws_stats_count_the_frames_a_binary_viewer_lost_to_trimming(
+    gateway: Gateway, redis: Redis
+) -> None:
+    # given a binary viewer, and detections of frames the frames stream no longer holds
+    await live_stream(redis, "cam")
+    async with viewer(gateway.ws_url("cam")) as ws:
+        await hello(ws)
+        for seq in range(4):
+            await publish(redis, "cam", seq=seq, jpeg=b"", frame_id=f"{seq + 1}-0")
+        # then its stats say so: detected, not shown, trimmed
+        stats = await next_stats(ws, lambda s: s["fps_detected"] > 0)
+    assert stats["fps_shown"] == 0.0 and stats["latency_p50_ms"] is None
+    assert stats["drops_per_s"]["frame_trimmed"] == stats["fps_detected"] > 0
 
 
 # ------------------------------------------------------------------ end of a stream
@@ -525,3 +620,20 @@ def test_web_assets_are_local_only() -> None:
         text = (web / name).read_text()
         for marker in ("http://", "https://", "//cdn", "@import", "fonts.g"):
             assert marker not in text, f"{name} refers to {marker!r}"
+
+
+@pytest.mark.parametrize("grafana_url", [None, "http://127.0.0.1:3000"])
+async def test_api_config_tells_the_viewer_the_grafana_url_when_set(
+    ws_settings: Settings, redis: Redis, grafana_url: str | None
+) -> None:
+    # given a gateway with or without PITCHSIDE_GRAFANA_URL
+    async with serve(ws_settings.replace(grafana_url=grafana_url)) as gw:
+        async with httpx.AsyncClient(base_url=gw.http_url) as client:
+            # when the viewer asks for its config
+            resp = await client.get("/api/config")
+            spec = (await client.get("/openapi.json")).json()
+    # then it has the URL (null when unset), as the OpenAPI document describes it
+    assert resp.status_code == 200
+    assert resp.json() == {"grafana_url": grafana_url}
+    schema = spec["paths"]["/api/config"]["get"]["responses"]["200"]["content"]
+    assert schema["application/json"]["schema"]["$ref"].endswith("/ViewerConfig")

@@ -8,6 +8,7 @@ import struct
 import pytest
 
 from gateway import protocol
+from gateway.stats import Stats
 from pitchside.errors import SchemaError
 from pitchside.schema import DetsMsg
 
@@ -81,6 +82,32 @@ def test_text_messages_tell_frames_from_events() -> None:
     assert "seq" in frame and "event" not in frame
     assert state == {"event": "state", "sid": "s", "state": "failed", "error": "camera unreachable"}
     assert hello["event"] == "hello" and hello["frames"] is False and "seq" not in hello
+
+
+def test_stats_event_round_trips_with_rounded_figures() -> None:
+    # given a viewer's figures
+    stats = Stats(
+        window_s=2.0, fps_in=25.0, fps_detected=12.125, fps_shown=11.96,
+        latency_p50_ms=132.44, latency_p95_ms=160.26,
+        drops_per_s={"skipped": 12.875, "slow_client": 0.0, "frame_trimmed": 0.5},
+    )  # fmt: skip
+    # when sent as a text message and read as a client reads it
+    event = protocol.decode_text(protocol.stats_event("cam1", stats))
+    # then it is an event (no "seq"), every figure to one decimal
+    assert event == {
+        "event": "stats", "sid": "cam1", "window_s": 2.0,
+        "fps_in": 25.0, "fps_detected": 12.1, "fps_shown": 12.0,
+        "latency_p50_ms": 132.4, "latency_p95_ms": 160.3,
+        "drops_per_s": {"skipped": 12.9, "slow_client": 0.0, "frame_trimmed": 0.5},
+    }  # fmt: skip
+    assert "seq" not in event
+
+
+def test_stats_event_has_null_latency_when_nothing_was_sent() -> None:
+    stats = Stats(2.0, 0.0, 0.0, 0.0, None, None, {"skipped": 0.0, "slow_client": 0.0})
+    event = protocol.decode_text(protocol.stats_event("cam1", stats))
+    assert event["latency_p50_ms"] is None and event["latency_p95_ms"] is None
+    assert (event["fps_in"], event["fps_detected"], event["fps_shown"]) == (0.0, 0.0, 0.0)
 
 
 @pytest.mark.parametrize(

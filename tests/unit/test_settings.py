@@ -80,6 +80,7 @@ EVERY_VARIABLE: list[tuple[str, str, tuple[str, Any]]] = [
     ("PITCHSIDE_METRICS_HOST", "0.0.0.0", ("metrics_host", "0.0.0.0")),
     ("PITCHSIDE_METRICS_PORT", "9464", ("metrics_port", 9464)),
     ("PITCHSIDE_METRICS_MAX_STREAMS", "20", ("metrics_max_streams", 20)),
+    ("PITCHSIDE_GRAFANA_URL", "http://127.0.0.1:3000/", ("grafana_url", "http://127.0.0.1:3000")),
     ("PITCHSIDE_LOG_LEVEL", "debug", ("log_level", "DEBUG")),
     ("PITCHSIDE_LOG_JSON", "true", ("log_json", True)),
 ]  # fmt: skip
@@ -143,6 +144,12 @@ BAD_VALUES: list[tuple[str, str, str]] = [
     ("PITCHSIDE_MODEL_POLL_S", "0", "at least 0.1"),
     ("PITCHSIDE_CLAIM_IDLE_MS", "10", "at least 100"),
     ("PITCHSIDE_ICE_ADDRESSES", "camera.local", "comma list of IP addresses"),
+    ("PITCHSIDE_GRAFANA_URL", "grafana.local:3000", "must be an http:// or https:// URL"),
+    ("PITCHSIDE_GRAFANA_URL", "ftp://grafana.local", "must be an http:// or https:// URL"),
+    ("PITCHSIDE_GRAFANA_URL", "http://", "must be an http:// or https:// URL"),
+    ("PITCHSIDE_GRAFANA_URL", "http://grafana.local:port", "must be an http:// or https:// URL"),
+    ("PITCHSIDE_GRAFANA_URL", "http://grafana.local/?orgId=1", "without a query or fragment"),
+    ("PITCHSIDE_GRAFANA_URL", "http://grafana.local/#top", "without a query or fragment"),
     ("PITCHSIDE_LOG_LEVEL", "LOUD", "must be one of DEBUG, INFO, WARNING, ERROR"),
     ("PITCHSIDE_LOG_JSON", "maybe", "must be true or false"),
 ]
@@ -259,3 +266,23 @@ def test_settings_reject_a_database_url_of_another_kind_without_its_password(raw
 def test_settings_repr_never_shows_the_database_password() -> None:
     settings = Settings.from_env({"DATABASE_URL": "postgresql://pitch:s3cret@db.local/results"})
     assert "s3cret" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("https://example.org/grafana/", "https://example.org/grafana"),
+     (" HTTP://[::1]:3000 ", "HTTP://[::1]:3000"),
+     ("http://grafana:3000", "http://grafana:3000")],
+)  # fmt: skip
+def test_settings_grafana_url_is_kept_without_its_trailing_slash(raw: str, expected: str) -> None:
+    assert Settings.from_env({"PITCHSIDE_GRAFANA_URL": raw}).grafana_url == expected
+
+
+def test_settings_reject_a_grafana_url_with_credentials_without_echoing_them() -> None:
+    # given a Grafana URL with a user and password in it (every viewer would see them)
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"PITCHSIDE_GRAFANA_URL": "http://admin:s3cret@grafana.local:3000"})
+    # then the message names the variable and says why, never the password
+    message = str(caught.value)
+    assert "PITCHSIDE_GRAFANA_URL" in message and "no user or password" in message
+    assert "s3cret" not in message
