@@ -39,8 +39,15 @@ torch: $(VENV)/.stamp-torch
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 
+# `opencv-python` (declared by trackers) satisfied by the headless OpenCV, before anything
+# that declares it: see packaging/opencv-python-headless-alias and README, Install notes.
+OPENCV_ALIAS := packaging/opencv-python-headless-alias
+$(VENV)/.stamp-alias: $(OPENCV_ALIAS)/pyproject.toml constraints.txt | $(VENV)/bin/python
+	$(INSTALL) ./$(OPENCV_ALIAS)
+	touch $@
+
 # Serving needs no PyTorch: the project and its runtime dependencies only.
-$(VENV)/.stamp-serve: pyproject.toml constraints.txt | $(VENV)/bin/python
+$(VENV)/.stamp-serve: pyproject.toml constraints.txt $(VENV)/.stamp-alias | $(VENV)/bin/python
 	$(INSTALL) -e .
 	touch $@
 
@@ -55,6 +62,6 @@ $(VENV)/.stamp-torch: constraints.txt | $(VENV)/bin/python
 	touch $@
 
 # Everything: serving, training (Ultralytics, MLflow), the OpenVINO engine and the checks.
-$(VENV)/.stamp-dev: pyproject.toml constraints.txt $(VENV)/.stamp-torch
+$(VENV)/.stamp-dev: pyproject.toml constraints.txt $(VENV)/.stamp-torch $(VENV)/.stamp-alias
 	$(INSTALL) -e ".[train,openvino,dev]"
 	touch $@ $(VENV)/.stamp-serve

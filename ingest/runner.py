@@ -9,7 +9,7 @@ out), FAILED (decoding failed, or the no-frames watchdog fired: no frame from th
 A camera (a kind that reconnects, see :mod:`ingest.sources`) that drops out, goes silent for
 ``watchdog_s`` or ends its stream is RECONNECTING instead, with the reason in ``error`` and
 ``reconnects`` counted: it is opened again after a capped, jittered exponential backoff
-(:mod:`ingest.backoff`) until it delivers frames again (LIVE), a final error (a 401, a 404)
+(:mod:`pitchside.backoff`) until it delivers frames again (LIVE), a final error (a 401, a 404)
 makes it FAILED, or it is stopped. Its media time keeps increasing across reconnects, and its
 frames are published as they arrive rather than paced from their timestamps.
 """
@@ -26,12 +26,12 @@ from typing import Any, Literal
 from redis.asyncio import Redis
 
 from ingest import metrics
-from ingest.backoff import Backoff
 from ingest.encode import JpegEncoder
 from ingest.pacing import Pacer
 from ingest.publisher import FramePublisher
 from ingest.sources import DecodedFrame, MediaClock, Source, SourceInfo, SourceSpec, open_source
 from pitchside import registry
+from pitchside.backoff import Backoff
 from pitchside.errors import NoFramesError, SourceError
 from pitchside.schema import (
     WORKERS_GROUP,

@@ -1,4 +1,5 @@
-"""Reconnection delays: capped exponential backoff with full jitter.
+"""Retry delays (a camera reconnecting, a reader waiting for Redis): capped exponential backoff
+with full jitter.
 
 The n-th delay after the last success is drawn uniformly from ``[0, min(cap, initial *
 2**n)]`` (AWS's "full jitter"), so that cameras that dropped out together do not all call

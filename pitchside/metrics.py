@@ -32,8 +32,8 @@ PREFIX = "pitchside_"
 OTHER = "other"  # the stream label value of every stream past the cap
 DEFAULT_MAX_STREAMS = 100
 
-INGEST, WORKER, GATEWAY = "ingest", "worker", "gateway"  # the services, as in health keys
-SERVICES = (INGEST, WORKER, GATEWAY)
+INGEST, WORKER, TRACKER, GATEWAY = "ingest", "worker", "tracker", "gateway"  # as in health keys
+SERVICES = (INGEST, WORKER, TRACKER, GATEWAY)
 
 #: Seconds of work per frame or batch: a JPEG encode (~1 ms) up to a slow batch (~2 s).
 STAGE_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -67,7 +67,7 @@ FRAMES_DROPPED = Family(
     "pitchside_frames_dropped",
     "Frames not processed or not delivered, by stage (the service), reason and stream",
     ("stage", "reason", "stream"),
-    (INGEST, WORKER, GATEWAY),
+    (INGEST, WORKER, TRACKER, GATEWAY),
 )
 
 # -- ingest ----------------------------------------------------------------------------------
@@ -176,6 +176,44 @@ WORKER_MODEL = Family(
     (WORKER,),
 )
 
+# -- tracker ---------------------------------------------------------------------------------
+TRACKER_FRAMES = Family(
+    Kind.COUNTER,
+    "pitchside_tracker_frames",
+    "Frames the tracker tracked and wrote to a stream's tracks stream",
+    ("stream",),
+    (TRACKER,),
+)
+TRACKER_SECONDS = Family(
+    Kind.HISTOGRAM,
+    "pitchside_tracker_seconds",
+    "Tracking time per frame: association, teams (with any JPEG decode), ball, possession",
+    (),
+    (TRACKER,),
+    STAGE_BUCKETS_S,
+)
+TRACKER_ACTIVE_TRACKS = Family(
+    Kind.GAUGE,
+    "pitchside_tracker_active_tracks",
+    "Tracks a stream's tracker keeps now (matched in the last frame, or lost for a while)",
+    ("stream",),
+    (TRACKER,),
+)
+TRACKER_STREAMS = Family(
+    Kind.GAUGE,
+    "pitchside_tracker_streams",
+    "Streams this tracker process owns (holds the lease of)",
+    (),
+    (TRACKER,),
+)
+TRACKER_LEASES = Family(
+    Kind.COUNTER,
+    "pitchside_tracker_leases_taken",
+    "Stream leases this tracker took: a new stream, or one whose owner went away",
+    (),
+    (TRACKER,),
+)
+
 # -- gateway ---------------------------------------------------------------------------------
 GATEWAY_FRAMES = Family(
     Kind.COUNTER,
@@ -221,7 +259,7 @@ FRAME_STAGE_SECONDS = Family(
     "pitchside_frame_stage_seconds",
     "Time a frame spent in each stage, from its stamps: ingest (capture to publish), queue "
     "(to a worker's read), batch (to inference), infer, post (to its detections written), "
-    "gateway (to the hand-off to its viewers)",
+    "tracker (to its tracks written), gateway (to the hand-off to its viewers)",
     ("stage",),
     (GATEWAY,),
     STAGE_BUCKETS_S,
@@ -297,14 +335,18 @@ JOB_PROGRESS_TIME = Family(
 FAMILIES = tuple(value for value in dict(globals()).values() if isinstance(value, Family))
 
 #: The stage spans of ``pitchside_frame_stage_seconds``: (stage, from stamp, to stamp), stamps
-#: as a frame message's ``timings`` names them (``gateway_send``: handed to the viewers).
+#: as a frame message's ``timings`` names them (``gateway_send``: handed to the viewers). A
+#: stage listed twice is measured by the first of its spans whose stamps the frame has: the
+#: gateway's stage starts when the tracks were written, or the detections when untracked.
 FRAME_STAGES = (
     ("ingest", "capture", "publish"),
     ("queue", "publish", "dequeue"),
     ("batch", "dequeue", "infer_start"),
     ("infer", "infer_start", "infer_end"),
     ("post", "infer_end", "dets_publish"),
-    ("gateway", "dets_publish", "gateway_send"),
+    ("tracker", "dets_publish", "tracks_publish"),
+    ("gateway", "tracks_publish", "gateway_send"),
+    ("gateway", "dets_publish", "gateway_send"),  # an untracked stream's
 )
 
 

@@ -9,6 +9,7 @@ nanoseconds (``time.time_ns()``) from the clock of the host that stamped them.
 Streams:
     ``pitchside:{sid}:frames``  ingest -> workers: one JPEG frame per entry (FrameMsg)
     ``pitchside:{sid}:dets``    workers -> gateway/tracker: detections of one frame (DetsMsg)
+    ``pitchside:{sid}:tracks``  tracker -> gateway: one frame's detections and tracks (TracksMsg)
     ``pitchside:control``       gateway -> ingest: start/stop commands (ControlMsg)
 Hashes:
     ``pitchside:streams``       sid -> StreamInfo JSON (the registry)
@@ -16,6 +17,7 @@ Lists:
     ``pitchside:reply:{id}``    ingest -> gateway: one ControlReply JSON, then expires
 Strings:
     ``pitchside:health:{service}:{id}``  heartbeat of one service process (Beat JSON, TTL)
+    ``pitchside:{sid}:tracker``          the lease of the tracker that owns a stream (its name, TTL)
 """
 
 from __future__ import annotations
@@ -68,6 +70,11 @@ def dets_key(sid: str) -> str:
 
 def tracks_key(sid: str) -> str:
     return f"{PREFIX}:{{{sid}}}:tracks"
+
+
+def tracker_lease_key(sid: str) -> str:
+    """Who tracks ``sid``: the owning tracker's instance name, SET NX with a TTL it renews."""
+    return f"{PREFIX}:{{{sid}}}:tracker"
 
 
 def reply_key(request_id: str) -> str:
@@ -333,6 +340,83 @@ class DetsMsg:
             )
         except (KeyError, ValueError) as exc:
             raise SchemaError(f"dets message is malformed: {exc!r}") from exc
+
+
+#: Teams a player track can be in (``Track.team``); referees have none.
+TEAMS = ("A", "B")
+
+
+@dataclass(frozen=True, slots=True)
+class Track:
+    """One tracked object of a frame: a detection with the id it keeps through the stream.
+    Serialised exactly as the WebSocket protocol sends it."""
+
+    id: int
+    box: tuple[float, float, float, float]  # x1, y1, x2, y2 in source pixels
+    score: float
+    cls: int
+    label: str  # the track's class, voted over its recent detections
+    team: str | None  # "A" or "B" for players and goalkeepers, once known
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "box": [round(v, 1) for v in self.box],
+            "score": round(self.score, 4),
+            "cls": self.cls,
+            "label": self.label,
+            "team": self.team,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class TracksMsg:
+    """One frame's tracks (``pitchside:{sid}:tracks``), written by the stream's tracker.
+
+    ``dets`` is the frame's detections message as the worker wrote it, its ``timings`` with
+    the tracker's stamps added (``track_start``, ``tracks_publish``). ``ball`` is at most one
+    ball, ``{"box", "predicted", "trail"}`` (predicted: the detector missed it, this is where
+    its path puts it; trail: its last centres, newest last), or None. ``possession`` is
+    ``{"team", "player", "percent": {"A", "B"}}``: who has the ball now (None: nobody) and
+    each team's share of the time since the stream started. ``teams`` maps each team to its
+    shirt colour (``"#rrggbb"``) once known.
+    """
+
+    dets: DetsMsg
+    tracks: list[dict[str, Any]]  # Track.to_dict() items
+    ball: dict[str, Any] | None
+    possession: dict[str, Any] | None
+    teams: dict[str, str]
+    tracker: str = ""  # the instance that wrote it
+
+    def to_fields(self) -> Fields:
+        return {
+            **self.dets.to_fields(),
+            "tracks": _compact(self.tracks),
+            "ball": _compact(self.ball),
+            "possession": _compact(self.possession),
+            "teams": _compact(self.teams),
+            "tracker": self.tracker,
+        }
+
+    @classmethod
+    def from_fields(cls, f: Mapping[bytes, bytes]) -> TracksMsg:
+        dets = DetsMsg.from_fields(f)
+        try:
+            return cls(
+                dets=dets,
+                tracks=json.loads(f[b"tracks"]),
+                ball=json.loads(f[b"ball"]),
+                possession=json.loads(f[b"possession"]),
+                teams=json.loads(f[b"teams"]),
+                tracker=f.get(b"tracker", b"").decode(),
+            )
+        except (KeyError, ValueError) as exc:
+            raise SchemaError(f"tracks message is malformed: {exc!r}") from exc
+
+
+def _compact(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"))
 
 
 class Command(StrEnum):

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from ingest.backoff import Backoff
+from pitchside.backoff import Backoff
 from ingest.sources import MediaClock
 
 MS = 1_000_000

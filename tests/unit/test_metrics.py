@@ -16,6 +16,7 @@ from ingest import metrics as ingest_metrics
 from pitchside import metrics as m
 from pitchside.exporter import advertised
 from pitchside.schema import DetsMsg, StreamState
+from tracker import metrics as tracker_metrics
 from workers import metrics as worker_metrics
 
 REPO = Path(__file__).resolve().parents[2]
@@ -26,6 +27,7 @@ def _registries() -> dict[str, CollectorRegistry]:
     return {
         m.INGEST: ingest_metrics.REGISTRY,
         m.WORKER: worker_metrics.REGISTRY,
+        m.TRACKER: tracker_metrics.REGISTRY,
         m.GATEWAY: Metrics().registry,
     }
 
