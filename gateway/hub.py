@@ -16,30 +16,32 @@ reader notes the ``seq`` of every detection it reads in its stream's
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
-import random
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+from redis.typing import KeyT, StreamIdT
 
 from gateway import protocol
 from gateway.metrics import BAD_MESSAGE, FRAME_TRIMMED, SLOW_CLIENT, Metrics
 from gateway.stats import StreamStats, ViewerStats
 from pitchside import registry
+from pitchside.backoff import Backoff
 from pitchside.errors import SchemaError, StreamNotFoundError
 from pitchside.redis_client import Entry, stream_entries
 from pitchside.schema import (
     DetsMsg,
     FrameMsg,
     StreamState,
+    TracksMsg,
     dets_key,
     frames_key,
     now_ns,
+    tracks_key,
 )
 
 log = logging.getLogger(__name__)
@@ -48,7 +50,15 @@ REGISTRY_POLL_S = 0.5  # how often a reader looks at its stream's registry entry
 XREAD_COUNT = 32  # dets entries per XREAD at most
 ENDED_IDLE_S = 1.0  # after "ended", deliver what still arrives until the dets are this idle
 ENDED_LINGER_S = 10.0  # ... but no longer than this
+#: A stream is taken as tracked this long after its last tracks entry: its frames go out with
+#: their tracks, its bare detections are left aside. A tracker that dies leaves its stream to
+#: its detections after this, until another tracker takes it over.
+TRACKED_FOR_S = 1.0
 DELETED = "deleted"  # the state a viewer is told when the registry entry disappears
+RETRY_FIRST_S, RETRY_CAP_S = 0.5, 10.0  # waiting for Redis to answer again
+
+M = TypeVar("M")
+Fields = Mapping[bytes, bytes]
 
 Payload = bytes | str
 
@@ -160,6 +170,8 @@ class _Feed:
     task: asyncio.Task[None] | None = None
     stats: StreamStats = field(default_factory=StreamStats)
     warned: bool = False  # about a malformed dets entry: once per feed is enough
+    tracked_until: float = 0.0  # loop time until which its frames go out with their tracks
+    last_seq: int = -1  # of the last frame handed to its viewers: never one older again
 
 
 class Hub:
@@ -193,9 +205,9 @@ class Hub:
         async with self._lock:
             feed = self._feeds.get(sid)
             if feed is None:
-                start_id = await self._newest_id(sid)
+                start_ids = await self._newest_ids(sid)
                 feed = _Feed(sid)
-                feed.task = asyncio.create_task(self._run(feed, start_id), name=f"hub:{sid}")
+                feed.task = asyncio.create_task(self._run(feed, start_ids), name=f"hub:{sid}")
                 self._feeds[sid] = feed
                 self._metrics.feeds.inc()
             viewer = Viewer(
@@ -241,12 +253,12 @@ class Hub:
 
     # ---------------------------------------------------------------- the reader of one stream
 
-    async def _run(self, feed: _Feed, last_id: bytes) -> None:
+    async def _run(self, feed: _Feed, last_ids: dict[str, bytes]) -> None:
         loop = asyncio.get_running_loop()
         check_at = loop.time()
         ended: tuple[str, str | None] | None = None
         linger_until = 0.0
-        retries = _backoff()
+        retries = Backoff(RETRY_FIRST_S, RETRY_CAP_S)
         try:
             while True:
                 try:
@@ -262,18 +274,23 @@ class Hub:
                         block_ms = int(ENDED_IDLE_S * 1000)
                     else:
                         block_ms = max(1, int((check_at - loop.time()) * 1000))
+                    streams = cast(dict[KeyT, StreamIdT], dict(last_ids))
                     reply = await self._redis.xread(
-                        {dets_key(feed.sid): last_id}, count=XREAD_COUNT, block=block_ms
-                    )
-                    retries = _backoff()
-                    if entries := [e for _key, batch in stream_entries(reply) for e in batch]:
-                        last_id = entries[-1][0]
-                        await self._deliver(feed, entries)
+                        streams, count=XREAD_COUNT, block=block_ms
+                    )  # both keys share the stream's hash slot
+                    retries.reset()
+                    read = {_text(key): batch for key, batch in stream_entries(reply) if batch}
+                    for key, batch in read.items():
+                        last_ids[key] = batch[-1][0]
+                    entries = [e for batch in read.values() for e in batch]
+                    if entries:
+                        tracks = read.get(tracks_key(feed.sid), [])
+                        await self._deliver(feed, read.get(dets_key(feed.sid), []), tracks)
                     if ended is not None and (not entries or loop.time() > linger_until):
                         self._finish(feed, _state_closing(feed.sid, *ended))
                         return
                 except RedisError as exc:
-                    delay = next(retries)
+                    delay = retries.next_s()
                     log.warning(
                         "stream %s: reading Redis failed (%s); retrying in %.1f s",
                         feed.sid, exc, delay, extra={"sid": feed.sid},
@@ -288,32 +305,52 @@ class Hub:
             if self._feeds.get(feed.sid) is feed:
                 self._drop_feed(feed)
 
-    async def _deliver(self, feed: _Feed, entries: list[Entry]) -> None:
-        batch: list[DetsMsg] = []
-        for _entry_id, fields in entries:
-            try:
-                dets = DetsMsg.from_fields(fields)
-            except SchemaError as exc:
-                self._metrics.dropped(feed.sid, BAD_MESSAGE)
-                if not feed.warned:
-                    feed.warned = True
-                    log.warning(
-                        "stream %s: skipping dets: %s", feed.sid, exc, extra={"sid": feed.sid}
-                    )
-                continue
+    async def _deliver(
+        self, feed: _Feed, dets_entries: list[Entry], tracks_entries: list[Entry]
+    ) -> None:
+        """Hand the frames read to the viewers, in ``seq`` order: with their tracks while
+        the stream is tracked, else the bare detections."""
+        tracked = [
+            t for t in (self._parse(feed, TracksMsg.from_fields, f) for _, f in tracks_entries) if t
+        ]
+        detected = [
+            d for d in (self._parse(feed, DetsMsg.from_fields, f) for _, f in dets_entries) if d
+        ]
+        for dets in detected:
             feed.stats.detected(dets.seq)
-            batch.append(dets)
-        if not batch:
+        now = asyncio.get_running_loop().time()
+        if tracked:
+            feed.tracked_until = now + TRACKED_FOR_S
+        frames: list[tuple[DetsMsg, TracksMsg | None]] = [(t.dets, t) for t in tracked]
+        if now >= feed.tracked_until:
+            frames += [(d, None) for d in detected]
+        frames = sorted((f for f in frames if f[0].seq > feed.last_seq), key=lambda f: f[0].seq)
+        if not frames:
             return
+        feed.last_seq = frames[-1][0].seq
         want_frames = any(v.frames for v in feed.viewers)
+        batch = [dets for dets, _ in frames]
         jpegs = await self._fetch_jpegs(feed.sid, batch) if want_frames else [None] * len(batch)
-        for dets, jpeg in zip(batch, jpegs, strict=True):
+        for (dets, tracks), jpeg in zip(frames, jpegs, strict=True):
             if want_frames and jpeg is None:
                 self._metrics.dropped(feed.sid, FRAME_TRIMMED)
-            message = self._build(feed.sid, dets, jpeg)
+            message = self._build(feed.sid, dets, jpeg, tracks)
             for viewer in tuple(feed.viewers):
                 viewer.offer(message)
             await asyncio.sleep(0)  # let the viewers' senders run between messages of a batch
+
+    def _parse(self, feed: _Feed, parse: Callable[[Fields], M], fields: Fields) -> M | None:
+        """One entry as a message; None (counted, warned of once) if it is not one."""
+        try:
+            return parse(fields)
+        except SchemaError as exc:
+            self._metrics.dropped(feed.sid, BAD_MESSAGE)
+            if not feed.warned:
+                feed.warned = True
+                log.warning(
+                    "stream %s: skipping an entry: %s", feed.sid, exc, extra={"sid": feed.sid}
+                )
+            return None
 
     async def _fetch_jpegs(self, sid: str, batch: list[DetsMsg]) -> list[bytes | None]:
         key = frames_key(sid)
@@ -332,16 +369,22 @@ class Hub:
                 jpegs.append(None)
         return jpegs
 
-    def _build(self, sid: str, dets: DetsMsg, jpeg: bytes | None) -> Outgoing:
+    def _build(
+        self, sid: str, dets: DetsMsg, jpeg: bytes | None, tracks: TracksMsg | None = None
+    ) -> Outgoing:
         sent_ns = now_ns()
-        text = protocol.encode_text(protocol.frame_meta(sid, dets, sent_ns))
+        text = protocol.encode_text(protocol.frame_meta(sid, dets, sent_ns, tracks))
         binary = protocol.encode_binary(text, jpeg) if jpeg is not None else None
         self._metrics.handed(sid, dets, sent_ns)
         return Outgoing(text=text, binary=binary, ts_capture=dets.ts_capture)
 
-    async def _newest_id(self, sid: str) -> bytes:
-        newest = cast(list[Entry], await self._redis.xrevrange(dets_key(sid), count=1))
-        return newest[0][0] if newest else b"0-0"
+    async def _newest_ids(self, sid: str) -> dict[str, bytes]:
+        """Where a new reader of ``sid`` starts: after the newest detections and tracks."""
+        ids = {}
+        for key in (dets_key(sid), tracks_key(sid)):
+            newest = cast(list[Entry], await self._redis.xrevrange(key, count=1))
+            ids[key] = newest[0][0] if newest else b"0-0"
+        return ids
 
     async def _stream_over(self, sid: str) -> tuple[str, str | None] | None:
         """(state, error) once the stream is no longer active or is gone, else None."""
@@ -373,10 +416,8 @@ def _state_closing(sid: str, state: str, error: str | None) -> Closing:
     )
 
 
-def _backoff(base_s: float = 0.5, cap_s: float = 10.0) -> Iterator[float]:
-    """Full-jitter exponential delays: base, 2 base, 4 base ... capped."""
-    for attempt in itertools.count():
-        yield random.uniform(0, min(cap_s, base_s * 2**attempt))
+def _text(key: bytes | str) -> str:
+    return key.decode() if isinstance(key, bytes) else key
 
 
 async def _cancel(task: asyncio.Task[None] | None) -> None:

@@ -8,6 +8,10 @@ A *frame message* describes one analysed video frame. Its JSON (the *meta*) is::
      "timings": {"capture": ..., "publish": ..., ..., "gateway_send": ...}}
 
 Boxes are in source pixels (of the ``w`` x ``h`` JPEG); every timestamp is epoch nanoseconds.
+When a tracker tracks the stream the meta also has ``tracks`` (``[{"id", "box", "cls", "label",
+"score", "team"}]``), ``ball`` (``{"box", "predicted", "trail"}`` or null), ``possession``
+(``{"team", "player", "percent": {"A", "B"}}``), ``teams`` (team -> ``"#rrggbb"``) and
+``tracker`` (the instance that tracked it).
 
 - binary message: 4-byte big-endian length ``N``, ``N`` bytes of UTF-8 meta JSON, then the JPEG
   exactly as ingest encoded it (the gateway never decodes or re-encodes video);
@@ -26,7 +30,7 @@ from typing import Any
 
 from gateway.stats import Stats
 from pitchside.errors import SchemaError
-from pitchside.schema import DetsMsg
+from pitchside.schema import DetsMsg, TracksMsg
 
 PROTOCOL_VERSION = 1
 _HEADER = struct.Struct(">I")
@@ -41,9 +45,12 @@ CLOSE_UNKNOWN_STREAM = 4404  # no stream with this id
 _REASON_MAX_BYTES = 123  # RFC 6455: a close frame's payload is at most 125 bytes
 
 
-def frame_meta(sid: str, dets: DetsMsg, gateway_send_ns: int) -> dict[str, Any]:
-    """The JSON part of a frame message, built from one bus DetsMsg."""
-    return {
+def frame_meta(
+    sid: str, dets: DetsMsg, gateway_send_ns: int, tracks: TracksMsg | None = None
+) -> dict[str, Any]:
+    """The JSON part of a frame message, built from one bus DetsMsg, and the frame's
+    TracksMsg when its stream is tracked (whose ``dets`` is then the one to pass)."""
+    meta: dict[str, Any] = {
         "v": PROTOCOL_VERSION,
         "sid": sid,
         "seq": dets.seq,
@@ -54,6 +61,12 @@ def frame_meta(sid: str, dets: DetsMsg, gateway_send_ns: int) -> dict[str, Any]:
         "detections": dets.detections,
         "timings": {**dets.timings, "gateway_send": gateway_send_ns},
     }
+    if tracks is not None:
+        meta.update(
+            tracks=tracks.tracks, ball=tracks.ball, possession=tracks.possession,
+            teams=tracks.teams, tracker=tracks.tracker,
+        )  # fmt: skip
+    return meta
 
 
 def encode_text(obj: dict[str, Any]) -> str:

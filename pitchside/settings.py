@@ -117,6 +117,12 @@ class Settings:
     model_poll_s: float = 5.0  # PITCHSIDE_MODEL_POLL_S; how often a registry alias is re-read
     claim_idle_ms: int = 30_000  # PITCHSIDE_CLAIM_IDLE_MS; pending entries idle this long
 
+    # Tracker
+    trackers: int = 1  # PITCHSIDE_TRACKERS; tracker processes started by `pitchside up`
+    tracker_lease_s: float = 3.0  # PITCHSIDE_TRACKER_LEASE_S; a dead owner's streams wait this
+    tracker_wait_ms: float = 80.0  # PITCHSIDE_TRACKER_WAIT_MS; live: longest wait for a frame
+    tracker_analyse_wait_s: float = 45.0  # PITCHSIDE_TRACKER_ANALYSE_WAIT_S; analyse: the same
+
     # Results store
     # DATABASE_URL; None: SQLite <data_dir>/results.db. Not in repr(): it may hold a password.
     database_url: str | None = dataclasses.field(default=None, repr=False)
@@ -220,6 +226,12 @@ class Settings:
             threads=r.get("PITCHSIDE_THREADS", int, 0, lo=0, hi=256),
             model_poll_s=r.get("PITCHSIDE_MODEL_POLL_S", float, 5.0, lo=0.1),
             claim_idle_ms=r.get("PITCHSIDE_CLAIM_IDLE_MS", int, 30_000, lo=100),
+            trackers=r.get("PITCHSIDE_TRACKERS", int, 1, lo=0, hi=64),
+            tracker_lease_s=r.get("PITCHSIDE_TRACKER_LEASE_S", float, 3.0, lo=0.3, hi=600.0),
+            tracker_wait_ms=r.get("PITCHSIDE_TRACKER_WAIT_MS", float, 80.0, lo=0.0, hi=10_000.0),
+            tracker_analyse_wait_s=r.get(
+                "PITCHSIDE_TRACKER_ANALYSE_WAIT_S", float, 45.0, lo=0.0, hi=3600.0
+            ),
             database_url=_database_url(env.get("DATABASE_URL", "")),
             mlflow_tracking_uri=env.get("MLFLOW_TRACKING_URI") or None,
             metrics_host=env.get("PITCHSIDE_METRICS_HOST") or "127.0.0.1",

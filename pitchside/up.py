@@ -1,7 +1,7 @@
 """``pitchside up``: the whole stack on one machine, supervised.
 
 Steps: read the settings, check the port and the model, start the embedded Redis (unless
-``REDIS_URL`` is set), start ``gateway``, ``ingest`` and N ``workers`` under a
+``REDIS_URL`` is set), start ``gateway``, ``ingest``, N ``workers`` and M trackers under a
 :class:`~pitchside.supervisor.Supervisor`, wait for the gateway's ``/readyz``, optionally start
 one stream, then run until SIGINT or SIGTERM. Everything started is stopped on the way out,
 in reverse order and Redis last, whatever the reason: a signal, a child that cannot run
@@ -52,6 +52,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers", type=_count, help="worker processes (default: PITCHSIDE_WORKERS, 1)"
     )
+    parser.add_argument(
+        "--trackers",
+        type=_count,
+        help="tracker processes, 0 for none (default: PITCHSIDE_TRACKERS, 1)",
+    )
     parser.add_argument("--host", help="gateway address (default: PITCHSIDE_HOST, 127.0.0.1)")
     parser.add_argument("--port", type=_port, help="gateway port (default: PITCHSIDE_PORT, 8000)")
     parser.add_argument(
@@ -67,7 +72,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     """Run the stack until a signal; see the module docstring for the exit status."""
     if args.loop and not args.source:
         return _fail("--loop needs --source")
-    changes = {"workers": args.workers, "host": args.host, "port": args.port}
+    changes = {
+        "workers": args.workers, "trackers": args.trackers, "host": args.host, "port": args.port,
+    }  # fmt: skip
     settings = settings.replace(**{k: v for k, v in changes.items() if v is not None})
     if problem := check_port(settings.host, settings.port) or check_model(settings):
         return _fail(problem)
@@ -121,7 +128,8 @@ def child_specs(
     base_env: Mapping[str, str],
     operator_files: Sequence[str] = (),
 ) -> list[ChildSpec]:
-    """The gateway, ingest and ``settings.workers`` workers, in start order.
+    """The gateway, ingest, ``settings.workers`` workers and ``settings.trackers`` trackers,
+    in start order.
 
     ``operator_files`` are local videos named on the command line (``--source``): ingest may
     open them wherever they are, besides the media folder (``PITCHSIDE_MEDIA_ALLOW``).
@@ -145,6 +153,9 @@ def child_specs(
     for i in range(1, settings.workers + 1):
         name = f"worker-{i}"
         specs.append(ChildSpec(name, (python, "-m", "workers", "--name", name), env))
+    for i in range(1, settings.trackers + 1):
+        name = f"tracker-{i}"
+        specs.append(ChildSpec(name, (python, "-m", "tracker", "--name", name), env))
     return specs
 
 

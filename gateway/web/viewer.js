@@ -15,6 +15,13 @@
   };
   const PALETTE = ["#22c55e", "#a855f7", "#06b6d4", "#84cc16", "#ec4899", "#14b8a6",
     "#eab308", "#8b5cf6", "#f43f5e", "#0ea5e9"];
+  // Tracked streams (docs/protocol.md, "Tracked streams"): boxes in their team's shirt colour.
+  const NEUTRAL = "#a1a1aa"; // referees, and tracks whose team is not known
+  const TEAM_FALLBACK = { A: "#60a5fa", B: "#f87171" }; // until the shirt colours are known
+  const BALL_COLOUR = "#facc15";
+  const TRAIL_COLOUR = "#ffffff";
+  const DIM_ALPHA = 0.3; // the other tracks while one is highlighted
+  const HEX_RE = /^#[0-9a-f]{6}$/i;
 
   const $ = (sel) => document.querySelector(sel);
   const canvas = $("#view");
@@ -23,7 +30,14 @@
 
   // What a browser test reads: frames drawn, boxes in the last drawn frame, stream shown,
   // the last stats event and how many came (and, below, the camera publishing state).
-  const exposed = { framesShown: 0, lastBoxes: 0, sid: null, stats: null, statsCount: 0 };
+  // `tracked`: what the last draw of a tracked frame showed, null until one is drawn:
+  //   {draws, seq, boxes: [{id, label, team, colour, dashed, focused, dimmed}],
+  //    ball: {x, y, predicted, trail} | null (x, y: its centre in source pixels),
+  //    possession: the frame's possession | null, highlight: id | null, lost: bool}
+  // Read-only, for tests and integrators; rebuilt on each draw, never read back by the viewer.
+  const exposed = {
+    framesShown: 0, lastBoxes: 0, sid: null, stats: null, statsCount: 0, tracked: null,
+  };
   window.pitchside = exposed;
 
   const view = {
@@ -40,6 +54,9 @@
     latencies: [], // [time, ms]
     labels: new Set(),
     hidden: new Set(),
+    tracked: false, // a frame of this stream came with tracks
+    highlight: null, // the track id the user clicked, followed across frames
+    headKey: null, // what the possession bar and the track note show, to skip unchanged updates
   };
   let streams = [];
   let grafanaUrl = null; // GET /api/config: Grafana's base URL, null for no links
@@ -433,6 +450,7 @@
     view.over = false;
     view.drawTimes = [];
     view.latencies = [];
+    resetTracked();
     $("#stream-title").textContent = sid;
     showStats(null);
     showStreamLink();
@@ -460,6 +478,7 @@
     view.sid = null;
     exposed.sid = null;
     view.latest = null;
+    resetTracked();
     $("#stream-title").textContent = "No stream selected";
     showStats(null);
     showStreamLink();
@@ -614,11 +633,21 @@
     const sy = canvas.height / meta.h;
     ctx.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
     const px = Math.max(1, canvas.width / 640);
-    ctx.lineWidth = 2 * px;
     ctx.font = `${Math.round(11 * px)}px system-ui, sans-serif`;
     ctx.textBaseline = "bottom";
+    if (Array.isArray(meta.tracks)) {
+      exposed.lastBoxes = drawTracked(meta, sx, sy, px);
+    } else {
+      exposed.lastBoxes = drawDetections(meta.detections, sx, sy, px);
+      if (view.tracked) markStale(true); // the tracker went quiet: detections alone for now
+    }
+    $("#model").textContent = `${meta.model} · ${meta.w}×${meta.h}`;
+  }
+
+  function drawDetections(detections, sx, sy, px) {
+    ctx.lineWidth = 2 * px;
     let drawn = 0;
-    for (const det of meta.detections) {
+    for (const det of detections) {
       noteLabel(det.label);
       if (view.hidden.has(det.label)) continue;
       const [x1, y1, x2, y2] = det.box;
@@ -626,19 +655,239 @@
       ctx.strokeStyle = colour;
       ctx.strokeRect(x1 * sx, y1 * sy, (x2 - x1) * sx, (y2 - y1) * sy);
       const text = `${det.label} ${Math.round(det.score * 100)}%`;
-      const tw = ctx.measureText(text).width + 4 * px;
-      const th = 13 * px;
-      const ty = y1 * sy > th ? y1 * sy : y2 * sy + th;
-      ctx.fillStyle = colour;
-      ctx.fillRect(x1 * sx, ty - th, tw, th);
-      ctx.fillStyle = det.label === "ball" ? "#111" : "#fff";
-      ctx.fillText(text, x1 * sx + 2 * px, ty);
+      const ink = det.label === "ball" ? "#111" : "#fff";
+      tag(text, colour, ink, x1 * sx, y1 * sy, y2 * sy, px);
       drawn += 1;
     }
-    exposed.lastBoxes = drawn;
-    $("#model").textContent = `${meta.model} · ${meta.w}×${meta.h}`;
+    return drawn;
   }
 
+  // A filled label at a box's top-left corner (under the box when there is no room above).
+  function tag(text, colour, ink, x, top, bottom, px) {
+    const tw = ctx.measureText(text).width + 4 * px;
+    const th = 13 * px;
+    const ty = top > th ? top : bottom + th;
+    ctx.fillStyle = colour;
+    ctx.fillRect(x, ty - th, tw, th);
+    ctx.fillStyle = ink;
+    ctx.fillText(text, x + 2 * px, ty);
+  }
+
+  // ------------------------------------------------------------------ tracked frames
+
+  // A tracked frame: each track in its team's colour with its id, goalkeepers dashed, the
+  // ball with its fading trail, and the possession bar above the video. Returns boxes drawn.
+  function drawTracked(meta, sx, sy, px) {
+    if (!view.tracked) {
+      view.tracked = true;
+      $("#possession").hidden = false;
+      canvas.classList.add("tracked");
+      $("#class-toggles").classList.add("tracked"); // class colours do not apply to tracks
+    }
+    markStale(false);
+    const teams = meta.teams || {};
+    const focus = view.highlight;
+    const focused = focus === null ? undefined : meta.tracks.find((t) => t.id === focus);
+    const boxes = [];
+    for (const t of meta.tracks) {
+      if (t !== focused) drawTrack(t, teams, focused ? "dimmed" : "plain", sx, sy, px, boxes);
+    }
+    if (focused) drawTrack(focused, teams, "focused", sx, sy, px, boxes); // on top of the rest
+    ctx.globalAlpha = 1;
+    const ball = drawBall(meta.ball, sx, sy, px);
+    const lost = focus !== null && !focused;
+    showHead(meta.possession, teams, focused, lost);
+    const previous = exposed.tracked;
+    exposed.tracked = {
+      draws: previous ? previous.draws + 1 : 1, seq: meta.seq, boxes, ball,
+      possession: meta.possession || null, highlight: focus, lost,
+    };
+    return boxes.length + (ball ? 1 : 0);
+  }
+
+  function drawTrack(t, teams, look, sx, sy, px, boxes) {
+    noteLabel(t.label);
+    if (view.hidden.has(t.label)) return;
+    const colour = trackColour(t, teams);
+    const keeper = t.label === "goalkeeper";
+    const [x1, y1, x2, y2] = t.box;
+    ctx.globalAlpha = look === "dimmed" ? DIM_ALPHA : 1;
+    ctx.lineWidth = (look === "focused" ? 4 : 2) * px;
+    ctx.strokeStyle = colour;
+    if (keeper) ctx.setLineDash([5 * px, 3 * px]);
+    ctx.strokeRect(x1 * sx, y1 * sy, (x2 - x1) * sx, (y2 - y1) * sy);
+    if (keeper) ctx.setLineDash([]);
+    const role = keeper ? " GK" : t.label === "referee" ? " ref" : "";
+    tag(`#${t.id}${role}`, colour, inkOn(colour), x1 * sx, y1 * sy, y2 * sy, px);
+    boxes.push({
+      id: t.id, label: t.label, team: t.team ?? null, colour, dashed: keeper,
+      focused: look === "focused", dimmed: look === "dimmed",
+    });
+  }
+
+  // Its team's shirt colour; referees and tracks of no team in the neutral colour.
+  function trackColour(t, teams) {
+    if (t.label === "referee" || !t.team) return NEUTRAL;
+    return teamColour(t.team, teams);
+  }
+
+  function teamColour(team, teams) {
+    const known = teams[team];
+    if (typeof known === "string" && HEX_RE.test(known)) return known.toLowerCase();
+    return TEAM_FALLBACK[team] || NEUTRAL;
+  }
+
+  // Dark text on a light colour, white on a dark one.
+  const inks = new Map();
+  function inkOn(colour) {
+    let ink = inks.get(colour);
+    if (ink === undefined) {
+      const n = parseInt(colour.slice(1), 16);
+      const luma = (0.299 * (n >> 16) + 0.587 * ((n >> 8) & 255) + 0.114 * (n & 255)) / 255;
+      ink = luma > 0.6 ? "#111" : "#fff";
+      inks.set(colour, ink);
+    }
+    return ink;
+  }
+
+  // The trail first (older segments fainter), then the ball at its box's centre: filled when
+  // detected, a dashed ring where the tracker predicts it (the detector missed it).
+  function drawBall(ball, sx, sy, px) {
+    if (!ball || !Array.isArray(ball.box)) return null;
+    noteLabel("ball");
+    if (view.hidden.has("ball")) return null;
+    const trail = Array.isArray(ball.trail) ? ball.trail : [];
+    ctx.lineWidth = 2 * px;
+    ctx.lineCap = "round";
+    ctx.strokeStyle = TRAIL_COLOUR;
+    for (let i = 1; i < trail.length; i += 1) {
+      ctx.globalAlpha = 0.1 + (0.7 * i) / (trail.length - 1);
+      ctx.beginPath();
+      ctx.moveTo(trail[i - 1][0] * sx, trail[i - 1][1] * sy);
+      ctx.lineTo(trail[i][0] * sx, trail[i][1] * sy);
+      ctx.stroke();
+    }
+    ctx.globalAlpha = 1;
+    ctx.lineCap = "butt";
+    const [x1, y1, x2, y2] = ball.box;
+    const cx = ((x1 + x2) / 2) * sx;
+    const cy = ((y1 + y2) / 2) * sy;
+    const r = Math.max(4 * px, (Math.max(x2 - x1, y2 - y1) * sx) / 2 + px);
+    ctx.beginPath();
+    ctx.arc(cx, cy, r, 0, 2 * Math.PI);
+    if (ball.predicted) {
+      ctx.setLineDash([3 * px, 2 * px]);
+      ctx.lineWidth = 2 * px;
+      ctx.strokeStyle = BALL_COLOUR;
+      ctx.stroke();
+      ctx.setLineDash([]);
+    } else {
+      ctx.fillStyle = BALL_COLOUR;
+      ctx.fill();
+      ctx.lineWidth = px;
+      ctx.strokeStyle = "#111";
+      ctx.stroke();
+    }
+    return { x: cx / sx, y: cy / sy, predicted: Boolean(ball.predicted), trail: trail.length };
+  }
+
+  // The possession bar and the highlight note; the DOM is touched only when what they show
+  // changes (percentages are rounded, so that is rarely).
+  function showHead(possession, teams, focused, lost) {
+    const p = possession || {};
+    const percent = p.percent || {};
+    const a = Math.round(percent.A || 0);
+    const b = Math.round(percent.B || 0);
+    const ca = teamColour("A", teams);
+    const cb = teamColour("B", teams);
+    let holder = "loose"; // nobody has the ball
+    if (p.team) holder = p.player == null ? `team ${p.team}` : `${p.team} #${p.player}`;
+    let note = "";
+    if (focused) note = `following #${focused.id}${focused.team ? ` (team ${focused.team})` : ""}`;
+    else if (lost) note = `#${view.highlight} lost`;
+    const key = [a, b, ca, cb, holder, note].join("|");
+    if (key === view.headKey) return;
+    view.headKey = key;
+    const bar = $("#possession-bar");
+    bar.setAttribute("aria-valuenow", String(a));
+    bar.setAttribute("aria-valuetext", `team A ${a}%, team B ${b}%`);
+    const segments = [[$("#possession-a"), "A", a, ca], [$("#possession-b"), "B", b, cb]];
+    for (const [el, name, share, colour] of segments) {
+      el.textContent = `${name} ${share}%`;
+      el.style.flexGrow = String(a + b > 0 ? share : 1);
+      el.style.background = colour;
+      el.style.color = inkOn(colour);
+    }
+    $("#possession-holder").textContent = `ball: ${holder}`;
+    const el = $("#track-note");
+    el.hidden = !note;
+    el.textContent = note;
+    el.classList.toggle("lost", lost);
+  }
+
+  function markStale(stale) {
+    const el = $("#possession");
+    if (el.classList.contains("stale") === stale) return;
+    el.classList.toggle("stale", stale);
+    el.title = stale ? "The tracker is quiet: showing the detections alone" : "";
+  }
+
+  function resetTracked() {
+    view.tracked = false;
+    view.highlight = null;
+    view.headKey = null;
+    exposed.tracked = null;
+    $("#possession").hidden = true;
+    $("#track-note").hidden = true;
+    markStale(false);
+    canvas.classList.remove("tracked");
+    $("#class-toggles").classList.remove("tracked");
+  }
+
+  // The track under a point of the canvas (source pixels): the smallest box holding it,
+  // with a few pixels of slack as players are small; null for none.
+  function trackAt(meta, x, y, slack) {
+    let best = null;
+    let bestArea = Infinity;
+    for (const t of meta.tracks) {
+      if (view.hidden.has(t.label)) continue;
+      const [x1, y1, x2, y2] = t.box;
+      if (x < x1 - slack || x > x2 + slack || y < y1 - slack || y > y2 + slack) continue;
+      const area = (x2 - x1) * (y2 - y1);
+      if (area < bestArea) {
+        best = t.id;
+        bestArea = area;
+      }
+    }
+    return best;
+  }
+
+  // Click a track to highlight it (it stays highlighted across frames); click it again, or
+  // anywhere else, or press Escape, to clear.
+  canvas.addEventListener("click", (ev) => {
+    const frame = view.shown;
+    if (!frame || !Array.isArray(frame.meta.tracks)) {
+      view.highlight = null; // nothing to follow in bare detections
+      view.headKey = null;
+      $("#track-note").hidden = true;
+      return;
+    }
+    const { meta } = frame;
+    const rect = canvas.getBoundingClientRect();
+    const kx = meta.w / (canvas.clientWidth || meta.w); // source pixels per CSS pixel
+    const ky = meta.h / (canvas.clientHeight || meta.h);
+    const x = (ev.clientX - rect.left - canvas.clientLeft) * kx;
+    const y = (ev.clientY - rect.top - canvas.clientTop) * ky;
+    const hit = trackAt(meta, x, y, 4 * kx);
+    view.highlight = hit === null || hit === view.highlight ? null : hit;
+    draw(frame);
+  });
+
+  document.addEventListener("keydown", (ev) => {
+    if (ev.key !== "Escape" || view.highlight === null) return;
+    view.highlight = null;
+    if (view.shown) draw(view.shown);
+  });
   // ------------------------------------------------------------------ class toggles
 
   function noteLabel(label) {
@@ -657,6 +906,7 @@
     swatch.className = "swatch";
     swatch.style.background = colourOf(label);
     const wrap = document.createElement("label");
+    wrap.dataset.label = label;
     wrap.append(box, swatch, label);
     const toggles = $("#class-toggles");
     const after = [...toggles.children].find((el) => el.textContent > label);

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import socket
 import struct
@@ -31,9 +32,11 @@ from pitchside.schema import (
     FrameMsg,
     StreamInfo,
     StreamState,
+    TracksMsg,
     dets_key,
     frames_key,
     now_ns,
+    tracks_key,
 )
 from pitchside.settings import Settings
 from tests.conftest import IMAGES_DIR, require_asset
@@ -373,6 +376,79 @@ async def test_ws_slow_viewer_loses_its_oldest_messages_without_slowing_a_fast_o
         "pitchside_frames_dropped_total", stage="gateway", reason="slow_client", stream="cam"
     )
     assert dropped == n - len(slow_seqs), "every message the slow viewer lost is counted"
+
+
+# ------------------------------------------------------------------ tracked streams
+
+
+async def track(redis: Redis, sid: str, dets: DetsMsg, track_id: int = 7) -> TracksMsg:
+    """Play the stream's tracker: the frame's tracks, ball and possession."""
+    box = DETECTIONS[0]["box"]
+    tracks = TracksMsg(
+        dets=DetsMsg(
+            dets.seq, dets.frame_id, dets.ts_capture, dets.w, dets.h, dets.model,
+            dets.detections, {**dets.timings, "tracks_publish": now_ns()},
+        ),
+        tracks=[{"id": track_id, "box": box, "score": 0.9, "cls": 2, "label": "player",
+                 "team": "A"}],
+        ball={"box": [10.0, 10.0, 14.0, 14.0], "predicted": False, "trail": [[12.0, 12.0]]},
+        possession={"team": "A", "player": track_id, "percent": {"A": 100.0, "B": 0.0}},
+        teams={"A": "#c03030", "B": "#f0f0f0"}, tracker="tracker-1",
+    )  # fmt: skip
+    await redis.xadd(tracks_key(sid), tracks.to_fields())
+    return tracks
+
+
+async def frame_metas(ws: ClientConnection, n: int) -> list[dict[str, Any]]:
+    metas = []
+    for _ in range(n):
+        message = await recv(ws)
+        assert isinstance(message, str), "a ?frames=0 viewer gets text frame messages"
+        metas.append(protocol.decode_text(message))
+    return metas
+
+
+async def test_a_tracked_stream_goes_out_with_its_tracks_and_never_twice_or_backwards(
+    gateway: Gateway, redis: Redis
+) -> None:
+    await live_stream(redis, "trk")
+    async with viewer(gateway.ws_url("trk", "?frames=0")) as ws:
+        await hello(ws)
+        # given frames 0 and 1 detected before any tracker took the stream: bare detections
+        d0 = await publish(redis, "trk", seq=0, jpeg=small_jpeg(0))
+        d1 = await publish(redis, "trk", seq=1, jpeg=small_jpeg(1))
+        first = await frame_metas(ws, 2)
+        assert [m["seq"] for m in first] == [0, 1] and "tracks" not in first[0]
+        # when the tracker catches up (tracks of 0 and 1, already shown) and goes on with 2
+        await track(redis, "trk", d0)
+        await track(redis, "trk", d1)
+        d2 = await publish(redis, "trk", seq=2, jpeg=small_jpeg(2))
+        t2 = await track(redis, "trk", d2)
+        # then frame 2 goes out once, with its tracks, ball, possession and team colours
+        (meta,) = await frame_metas(ws, 1)
+        assert meta["seq"] == 2 and meta["tracks"] == t2.tracks and meta["ball"] == t2.ball
+        assert meta["possession"]["percent"] == {"A": 100.0, "B": 0.0}
+        assert meta["teams"] == {"A": "#c03030", "B": "#f0f0f0"}
+        assert "tracks_publish" in meta["timings"] and meta["detections"] == DETECTIONS
+        # and while the stream is tracked, a frame's bare detections wait for its tracks
+        d3 = await publish(redis, "trk", seq=3, jpeg=small_jpeg(3))
+        await publish(redis, "trk", seq=4, jpeg=small_jpeg(4))  # never tracked
+        await track(redis, "trk", d3)
+        (meta,) = await frame_metas(ws, 1)
+        assert meta["seq"] == 3 and "tracks" in meta
+
+        # and when the tracker goes quiet, the stream carries on with its bare detections
+        async def detections_only() -> None:
+            for seq in itertools.count(5):
+                await publish(redis, "trk", seq=seq, jpeg=small_jpeg(seq))
+                await asyncio.sleep(0.05)  # pacing, as a live source is paced
+
+        feeder = asyncio.create_task(detections_only())
+        try:
+            (meta,) = await frame_metas(ws, 1)
+        finally:
+            feeder.cancel()
+        assert meta["seq"] > 4 and "tracks" not in meta, meta
 
 
 # ------------------------------------------------------------------ stats

@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from pitchside.backoff import Backoff
 from ingest.sources import MediaClock
+from pitchside.backoff import Backoff
 
 MS = 1_000_000
 
