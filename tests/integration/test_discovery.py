@@ -1,5 +1,5 @@
 """Discovery on the whole stack (`pitchside up`): ``/api/sd/prometheus`` lists ingest, the
-worker and the gateway, each on its own address, and each of them serves its metrics."""
+worker, the tracker and the gateway, each on its own address, and each serves its metrics."""
 
 from __future__ import annotations
 
@@ -14,13 +14,14 @@ from tests.integration.scrape import scrape, value
 from tests.integration.test_ingest import wait_until
 
 WAIT_S = 60.0  # bound of each wait: a clip's first frames through three processes on 2 cores
-SERVICES = {"gateway", "ingest", "worker"}
+SERVICES = {"gateway", "ingest", "worker", "tracker"}
 SERVICE_ORDER = ("ingest", "worker", "gateway")
 #: A family only that service exports: proof the address is that service's endpoint.
 OWN_FAMILY = {
     "gateway": "pitchside_gateway_feeds",
     "ingest": "pitchside_ingest_streams",
     "worker": "pitchside_worker_batch_size_count",
+    "tracker": "pitchside_tracker_streams",
 }
 
 
@@ -38,15 +39,15 @@ async def test_sd_lists_every_service_and_each_target_serves_its_metrics(stack: 
         groups = await _targets(stack)
         return groups if {g["labels"]["service"] for g in groups} == SERVICES else []
 
-    groups = await wait_until(every_service, WAIT_S, "ingest, a worker and the gateway in SD")
+    groups = await wait_until(every_service, WAIT_S, "ingest, a worker, a tracker, the gateway")
     # then each is one target group in Prometheus's format, on its own address
-    assert len(groups) == 3, groups
+    assert len(groups) == len(SERVICES), groups
     for group in groups:
         assert set(group) == {"targets", "labels"} and len(group["targets"]) == 1, group
         assert set(group["labels"]) == {"service", "instance_name"}, group
         assert group["labels"]["instance_name"].startswith(group["labels"]["service"] + "-")
     addresses = [group["targets"][0] for group in groups]
-    assert len(set(addresses)) == 3, f"one endpoint per process: {addresses}"
+    assert len(set(addresses)) == len(SERVICES), f"one endpoint per process: {addresses}"
     gateway = next(g for g in groups if g["labels"]["service"] == "gateway")
     assert stack.base_url.endswith(gateway["targets"][0]), "the gateway's own port"
     # and each target serves its own families and its process's

@@ -1,4 +1,5 @@
-"""monitoring/ proven against a real Prometheus (Debian's ``prometheus``) scraping a real stack.
+"""monitoring/ proven against a real Prometheus (Debian's ``prometheus``) scraping a real stack
+(ingest, a worker, a tracker and the gateway).
 
 The stack (`pitchside up`) plays the clip as a live stream to a WebSocket viewer and analyses
 it once as a job; Prometheus runs on loopback with the shipped ``monitoring/prometheus.yml``
@@ -28,7 +29,7 @@ import yaml
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from pitchside.metrics import FAMILIES, FRAME_STAGES, Family
+from pitchside.metrics import FAMILIES, FRAME_STAGES, SERVICES, Family
 from tests.conftest import CLIP, require_asset
 from tests.integration.conftest import Stack, free_port, run_stack
 from tests.promql import (
@@ -190,7 +191,7 @@ def observed(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator
                 _wait(lambda: client.get(url).json()["state"] == "done", "the job done")
             # every service scraped a few times since, the job's end among the samples
             _wait(lambda: seen.query('pitchside_jobs{state="done"} == 1'), "the job seen done")
-            services = {"ingest", "worker", "gateway"}
+            services = set(SERVICES)
             scraped = f"count_over_time(up[1m]) >= {MIN_SCRAPES} and up == 1"
 
             def every_service_scraped() -> bool:
@@ -273,6 +274,9 @@ def test_the_scraped_values_are_sane(observed: Observed) -> None:
     published = value(f"sum(increase(pitchside_ingest_frames_published_total{{{stream}}}[1h]))")
     inferred = value(f"sum(increase(pitchside_worker_frames_inferred_total{{{stream}}}[1h]))")
     delivered = value(f"sum(increase(pitchside_gateway_frames_total{{{stream}}}[1h]))")
+    tracked = value(f"sum(increase(pitchside_tracker_frames_total{{{stream}}}[1h]))")
+    assert 0 < tracked <= inferred * 1.05, (tracked, inferred)
+    assert value(f"max(max_over_time(pitchside_tracker_active_tracks{{{stream}}}[1h]))") > 0
     assert published > 0 and 0 < inferred <= published * 1.05 and 0 < delivered, (
         published, inferred, delivered,
     )  # fmt: skip
@@ -290,6 +294,6 @@ def test_the_scraped_values_are_sane(observed: Observed) -> None:
     assert value('max(pitchside_jobs_ended_total{state="done"})') == 1
     # every service reports its memory, and the worker names its model
     memory = observed.query("process_resident_memory_bytes > 0")
-    assert {r["metric"]["service"] for r in memory} == {"ingest", "worker", "gateway"}
+    assert {r["metric"]["service"] for r in memory} == set(SERVICES)
     (model,) = observed.query("pitchside_worker_model_info")
     assert model["metric"]["name"] == "yolov8n_int8.onnx", model
