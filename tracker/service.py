@@ -2,9 +2,10 @@
 
 Every ``lease_s / 3`` the service looks at the registry: it renews the leases of the streams
 it tracks (a stream whose lease it lost, or that left the registry, stopped or failed, is let
-go), and takes the lease of streams nobody tracks, up to its fair share (the streams over
-the live trackers, from their heartbeats), so that several trackers spread the streams and
-a dead tracker's streams are taken over once its leases expire.
+go), and takes the lease of streams nobody tracks: a new one (no tracks yet) up to its fair
+share (the active streams over the live trackers, from their heartbeats), so that several
+trackers spread the streams; an orphan (tracks, but no lease: its tracker died) at once, so
+that a dead tracker's streams are taken over as soon as its leases expire.
 
 Each owned stream has one task: ``XREAD`` on its detections from where it starts (live: the
 newest; analyse: the oldest still held, after the frames already tracked), the
@@ -82,6 +83,11 @@ class TrackerService:
         self.leases = Leases(redis, name, settings.tracker_lease_s)
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
+    @property
+    def owned(self) -> frozenset[str]:
+        """The streams this instance tracks now."""
+        return frozenset(self._tasks)
+
     async def run(self, stop: asyncio.Event) -> None:
         async with metrics.exporter(self.settings) as exporter:
             async with Heartbeat(self.redis, SERVICE, self.name, metrics=exporter.address):
@@ -113,11 +119,13 @@ class TrackerService:
             metrics.owned(len(self._tasks))
             return
         trackers = max(1, len(await read_beats(self.redis, SERVICE)))
-        tracked = len(self._tasks) + sum(1 for i in infos.values() if i.state.active) - len(wanted)
-        fair = math.ceil((tracked + len(wanted)) / trackers)
+        fair = math.ceil(sum(1 for i in infos.values() if i.state.active) / trackers)
         for info in sorted(wanted, key=lambda i: i.created_ns):
-            if len(self._tasks) >= fair:
-                break
+            # a new stream goes to a tracker under its fair share; one that has tracks but no
+            # owner lost its tracker, and the first to see it takes it, at once
+            orphan = bool(await self.redis.exists(tracks_key(info.sid)))
+            if len(self._tasks) >= fair and not orphan:
+                continue
             if await self.leases.acquire(info.sid):
                 metrics.lease_taken()
                 log.info(
