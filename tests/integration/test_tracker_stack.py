@@ -38,12 +38,20 @@ async def frames_until(url: str, done: Any, timeout_s: float = WAIT_S) -> list[d
     """Frame metas as they arrive (each with ``_at``, the monotonic arrival time), until
     ``done(metas)`` is true."""
     metas: list[dict[str, Any]] = []
-    async with asyncio.timeout(timeout_s), websockets.connect(url, max_size=None) as ws:
-        while not done(metas):
-            message = await ws.recv()
-            if isinstance(message, bytes):
-                meta, _ = decode_binary(message)
-                metas.append({**meta, "_at": time.monotonic()})
+    try:
+        async with asyncio.timeout(timeout_s), websockets.connect(url, max_size=None) as ws:
+            while not done(metas):
+                message = await ws.recv()
+                if isinstance(message, bytes):
+                    meta, _ = decode_binary(message)
+                    metas.append({**meta, "_at": time.monotonic()})
+    except TimeoutError:
+        tracked = [m for m in metas if "tracks" in m]
+        teams = Counter(t["team"] for m in tracked[-25:] for t in m["tracks"])
+        pytest.fail(
+            f"not done after {timeout_s:.0f} s: {len(metas)} frames, {len(tracked)} tracked, "
+            f"teams of the last 25 tracked: {dict(teams)}"
+        )
     return metas
 
 
