@@ -13,6 +13,9 @@ is what limits the figures.
 (b) analyse mode, looping: every frame detected, fps = frames received / time.
 (d) live mode, looping, paced at the clip's rate: latency = receipt - ``ts_capture`` per
 message, its percentiles, and its trend from the first to the last seconds.
+
+With ``tracked``, the stack also runs a :class:`~tracker.service.TrackerService`, so that the
+gateway sends the frames with their tracks (:mod:`bench.tracking` compares the two).
 """
 
 from __future__ import annotations
@@ -71,6 +74,7 @@ class Stack:
     detectors: tuple[Detector, Detector]  # (live, lanes), as workers.engines.load_for_worker
     worker: Worker | None = None
     port: int = 0
+    tracked: bool = False  # also run a tracker: the frames go out with their tracks
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _clients: list[Redis] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -97,6 +101,12 @@ class Stack:
             asyncio.create_task(self.worker.run(self._stop), name="bench-worker"),
             asyncio.create_task(self._server.serve(sockets=[sock]), name="bench-gateway"),
         ]
+        if self.tracked:
+            from tracker.service import TrackerService  # ByteTrack & co.: only when asked for
+
+            self._clients.append(redis_client.connect(url, "bench-tracker"))
+            tracker = TrackerService(settings, self._clients[2], "bench-tracker")
+            self._tasks.append(asyncio.create_task(tracker.run(self._stop), name="bench-tracker"))
         try:
             await self._ready()
         except BaseException:
@@ -279,6 +289,22 @@ def _inference(window: list[Received]) -> dict[str, float]:
     }
 
 
+def _tracking(window: list[Received]) -> dict[str, Any] | None:
+    """The frames of the window that came with their tracks, and the tracker stage's span
+    (detections written -> tracks written); None when none did."""
+    tracked = [m for m in window if "tracks_publish" in m.timings]
+    if not tracked:
+        return None
+    span = [(m.timings["tracks_publish"] - m.timings["dets_publish"]) / 1e6 for m in tracked]
+    send = [(m.timings["gateway_send"] - m.timings["tracks_publish"]) / 1e6 for m in tracked]
+    return {
+        "frames": len(tracked),
+        "share": round(len(tracked) / len(window), 4),
+        "dets_publish->tracks_publish_ms": summary_ms(span),
+        "tracks_publish->gateway_send_ms": summary_ms(send),
+    }
+
+
 def _worker_counts(worker: Worker | None) -> dict[str, int]:
     if worker is None:
         return {}
@@ -323,6 +349,8 @@ async def _watch(
         "stage_medians_ms": _stages(window),
         "pipeline_inference": _inference(window),
     }
+    if (tracking := _tracking(window)) is not None:
+        extra["tracking"] = tracking
     return window, extra
 
 
@@ -412,9 +440,12 @@ async def watch_live(
 
 
 async def _live(
-    config: BenchConfig, settings: Settings, detectors: tuple[Detector, Detector]
+    config: BenchConfig,
+    settings: Settings,
+    detectors: tuple[Detector, Detector],
+    tracked: bool = False,
 ) -> dict[str, Any]:
-    async with Stack(settings, detectors) as stack:
+    async with Stack(settings, detectors, tracked=tracked) as stack:
         await stack.start_stream("bench-d", str(config.clip), Mode.LIVE, loop=True)
         return await watch_live(stack, "bench-d", config)
 
@@ -433,9 +464,15 @@ def run_unpaced(
 
 
 def run_live(
-    config: BenchConfig, settings: Settings, detectors: tuple[Detector, Detector]
+    config: BenchConfig,
+    settings: Settings,
+    detectors: tuple[Detector, Detector],
+    tracked: bool = False,
 ) -> dict[str, Any]:
-    """(d): live mode, paced; latency capture -> WebSocket receipt for ``live_seconds``."""
+    """(d): live mode, paced; latency capture -> WebSocket receipt for ``live_seconds``.
+
+    ``tracked``: a tracker runs too, and the figures gain ``tracking`` (:func:`_tracking`).
+    """
     with tempfile.TemporaryDirectory(prefix="pitchside-bench-") as data_dir:
         settings = pipeline_settings(settings, config, Path(data_dir))
-        return run_async(_live(config, settings, detectors))
+        return run_async(_live(config, settings, detectors, tracked))

@@ -50,10 +50,13 @@ REGISTRY_POLL_S = 0.5  # how often a reader looks at its stream's registry entry
 XREAD_COUNT = 32  # dets entries per XREAD at most
 ENDED_IDLE_S = 1.0  # after "ended", deliver what still arrives until the dets are this idle
 ENDED_LINGER_S = 10.0  # ... but no longer than this
-#: A stream is taken as tracked this long after its last tracks entry: its frames go out with
-#: their tracks, its bare detections are left aside. A tracker that dies leaves its stream to
-#: its detections after this, until another tracker takes it over.
-TRACKED_FOR_S = 1.0
+#: A stream is taken as tracked this long after its last tracks entry (longer than a tracker's
+#: lease, so that a takeover is covered): meanwhile each frame's detections wait for its tracks
+#: up to TRACKS_WAIT_S, then go out bare. So a tracker that dies costs a viewer that much
+#: latency until another one takes over, never a frozen picture; an untracked stream's frames
+#: never wait.
+TRACKED_FOR_S = 10.0
+TRACKS_WAIT_S = 0.3  # the tracker's own stage takes a few ms, its reorder wait 80 ms at most
 DELETED = "deleted"  # the state a viewer is told when the registry entry disappears
 RETRY_FIRST_S, RETRY_CAP_S = 0.5, 10.0  # waiting for Redis to answer again
 
@@ -170,7 +173,8 @@ class _Feed:
     task: asyncio.Task[None] | None = None
     stats: StreamStats = field(default_factory=StreamStats)
     warned: bool = False  # about a malformed dets entry: once per feed is enough
-    tracked_until: float = 0.0  # loop time until which its frames go out with their tracks
+    tracked_until: float = 0.0  # loop time until which its frames wait for their tracks
+    held: dict[int, tuple[DetsMsg, float]] = field(default_factory=dict)  # seq -> (dets, until)
     last_seq: int = -1  # of the last frame handed to its viewers: never one older again
 
 
@@ -274,6 +278,9 @@ class Hub:
                         block_ms = int(ENDED_IDLE_S * 1000)
                     else:
                         block_ms = max(1, int((check_at - loop.time()) * 1000))
+                    if feed.held:  # wake up when the first held frame is due
+                        due = min(until for _, until in feed.held.values())
+                        block_ms = max(1, min(block_ms, int((due - loop.time()) * 1000) + 1))
                     streams = cast(dict[KeyT, StreamIdT], dict(last_ids))
                     reply = await self._redis.xread(
                         streams, count=XREAD_COUNT, block=block_ms
@@ -283,7 +290,7 @@ class Hub:
                     for key, batch in read.items():
                         last_ids[key] = batch[-1][0]
                     entries = [e for batch in read.values() for e in batch]
-                    if entries:
+                    if entries or feed.held:
                         tracks = read.get(tracks_key(feed.sid), [])
                         await self._deliver(feed, read.get(dets_key(feed.sid), []), tracks)
                     if ended is not None and (not entries or loop.time() > linger_until):
@@ -308,8 +315,8 @@ class Hub:
     async def _deliver(
         self, feed: _Feed, dets_entries: list[Entry], tracks_entries: list[Entry]
     ) -> None:
-        """Hand the frames read to the viewers, in ``seq`` order: with their tracks while
-        the stream is tracked, else the bare detections."""
+        """Hand the frames read to the viewers, in ``seq`` order: with their tracks, or, when
+        those do not come in time (or the stream is not tracked), the bare detections."""
         tracked = [
             t for t in (self._parse(feed, TracksMsg.from_fields, f) for _, f in tracks_entries) if t
         ]
@@ -319,11 +326,21 @@ class Hub:
         for dets in detected:
             feed.stats.detected(dets.seq)
         now = asyncio.get_running_loop().time()
+        frames: list[tuple[DetsMsg, TracksMsg | None]] = [(t.dets, t) for t in tracked]
         if tracked:
             feed.tracked_until = now + TRACKED_FOR_S
-        frames: list[tuple[DetsMsg, TracksMsg | None]] = [(t.dets, t) for t in tracked]
-        if now >= feed.tracked_until:
+            for t in tracked:
+                feed.held.pop(t.dets.seq, None)
+        if now < feed.tracked_until:
+            feed.held.update((d.seq, (d, now + TRACKS_WAIT_S)) for d in detected)
+        else:
             frames += [(d, None) for d in detected]
+        newest_tracked = max((t.dets.seq for t in tracked), default=-1)
+        for seq, (dets, until) in list(feed.held.items()):
+            # due, or passed by a tracked frame (the tracker skipped it): it goes out bare
+            if until <= now or seq < newest_tracked or seq <= feed.last_seq:
+                del feed.held[seq]
+                frames.append((dets, None))
         frames = sorted((f for f in frames if f[0].seq > feed.last_seq), key=lambda f: f[0].seq)
         if not frames:
             return
