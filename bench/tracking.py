@@ -2,9 +2,9 @@
 
     python -m bench.tracking [--assets DIR] [--clip PATH] [--model PATH] [--frames 2000]
         [--rounds 2] [--live-seconds 30] [--live-warmup 5] [--kills 3] [--lease-s 3]
-        [--only time,live,takeover] [--json PATH]
+        [--only time,live,stack,takeover] [--json PATH]
 
-Three parts, in this order:
+Four parts, in this order:
 
 time
     :meth:`tracker.stream.StreamTracker.update` per frame on a generated scene
@@ -22,6 +22,10 @@ live
     (every round's samples pooled), the p95 the tracker adds (target: at most
     :data:`MAX_ADDED_P95_MS`), the share of frames that came with tracks, and the tracker
     stage's span (detections written -> tracks written).
+stack
+    The same comparison through ``pitchside up`` (every service its own process, as it runs
+    for users), a fresh stack per run, with ``PITCHSIDE_TRACKERS=0`` and ``1`` alternately,
+    ``--rounds`` times each: latency receipt - capture of every frame after the warm-up.
 takeover
     ``pitchside up`` with two trackers and a ``--lease-s`` lease (embedded Redis, the clip
     looping as a live stream, one WebSocket viewer). ``--kills`` times: read which tracker
@@ -80,7 +84,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ASSETS = REPO.parent / "shared" / "assets"
 CLIP_NAME = "08fd33_4.mp4"
 MODEL_NAME = "yolov8n_int8.onnx"  # COCO: "person", "sports ball"
-PARTS = ("time", "live", "takeover")
+PARTS = ("time", "live", "stack", "takeover")
 
 MAX_ADDED_P95_MS = 10.0  # issue 10: the tracker adds at most this to the live p95
 FRAME_INDEX = 60  # the clip's frame whose pixels the teams sample
@@ -98,6 +102,7 @@ RESTART_S = 60.0  # the killed tracker beats again by then
 RESTART_POLL_S = 0.1
 POLL_S = 0.05
 SID = "bench-takeover"
+STACK_SID = "bench-stack"
 T = TypeVar("T")
 
 
@@ -273,6 +278,7 @@ class Seen:
     seq: int
     tracker: str | None  # who tracked it; None: it came with its detections only
     tracks_ns: int | None  # its tracks_publish stamp, epoch ns
+    capture_ns: int = 0  # its ts_capture, epoch ns
 
 
 @contextlib.contextmanager
@@ -373,7 +379,12 @@ async def _view(url: str, seen: list[Seen], stop: asyncio.Event) -> None:
             receipt_ns = time.time_ns()
             meta, _ = protocol.decode_binary(data)
             tracks_ns = meta["timings"].get("tracks_publish")
-            seen.append(Seen(receipt_ns, int(meta["seq"]), meta.get("tracker"), tracks_ns))
+            seen.append(
+                Seen(
+                    receipt_ns, int(meta["seq"]), meta.get("tracker"), tracks_ns,
+                    int(meta["ts_capture"]),
+                )
+            )  # fmt: skip
 
 
 async def _wait(
@@ -539,6 +550,86 @@ def takeover(
     }
 
 
+async def _stack_run(base: str, clip: Path, warmup_s: float, seconds: float) -> dict[str, Any]:
+    """One live run on a running stack: latency receipt - capture of every frame after the
+    warm-up, and the share of them that came with tracks."""
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+        body = {"source": str(clip), "id": STACK_SID, "mode": "live", "loop": True}
+        resp = await http.post("/api/streams", json=body)
+        if resp.status_code != 201:
+            raise BenchError(f"starting the stream answered {resp.status_code}: {resp.text}")
+        seen: list[Seen] = []
+        stop = asyncio.Event()
+        ws_url = base.replace("http://", "ws://") + f"/ws/streams/{STACK_SID}"
+        viewer = asyncio.create_task(_view(ws_url, seen, stop), name="viewer")
+
+        def long_enough() -> bool | None:
+            if not seen:
+                return None
+            return (seen[-1].receipt_ns - seen[0].receipt_ns) / 1e9 >= warmup_s + seconds or None
+
+        try:
+            await _wait(long_enough, START_S + warmup_s + seconds, viewer, "the run's frames")
+        finally:
+            stop.set()
+            await asyncio.gather(viewer, return_exceptions=True)
+    start_ns = seen[0].receipt_ns + warmup_s * 1e9
+    window = [f for f in seen if f.receipt_ns >= start_ns]
+    latency = [(f.receipt_ns - f.capture_ns) / 1e6 for f in window]
+    return {
+        "frames": len(window),
+        "latency_ms": summary_ms(latency),
+        "samples": [[0, v] for v in latency],
+        "tracked_share": round(sum(f.tracker is not None for f in window) / len(window), 4),
+    }
+
+
+def stack_latency(
+    clip: Path, model: Path, rounds: int, warmup_s: float, seconds: float
+) -> dict[str, Any]:
+    """The part ``stack``: live latency through `pitchside up` (every service its own process)
+    with no tracker and with one, alternately, each run on a fresh stack."""
+    runs: dict[str, list[dict[str, Any]]] = {"untracked": [], "tracked": []}
+    for n in range(rounds):
+        for key, trackers in (("untracked", 0), ("tracked", 1)):
+            _progress(f"stack {key}, round {n + 1}/{rounds}: {seconds:g} s after {warmup_s:g} s")
+            with tempfile.TemporaryDirectory(prefix="bench-tracking-") as tmp:
+                with pitchside_up(Path(tmp), model, clip, trackers, 3.0) as (base, _):
+                    runs[key].append(run_async(_stack_run(base, clip, warmup_s, seconds)))
+    latency = {key: _pooled(value) for key, value in runs.items()}
+    added = latency["tracked"]["p95_ms"] - latency["untracked"]["p95_ms"]
+    return {
+        "rounds": rounds,
+        "latency_ms": latency,
+        "p95_rounds_ms": {k: [r["latency_ms"]["p95_ms"] for r in v] for k, v in runs.items()},
+        "added_p95_ms": round(added, 2),
+        "target_added_p95_ms": MAX_ADDED_P95_MS,
+        "met": added <= MAX_ADDED_P95_MS,
+        "tracked_share": min((r["tracked_share"] for r in runs["tracked"]), default=0.0),
+        "runs": {k: [{**r, "samples": len(r["samples"])} for r in v] for k, v in runs.items()},
+    }
+
+
+def _stack_rows(v: dict[str, Any]) -> list[tuple[str, str]]:
+    per_round = v["p95_rounds_ms"]
+    three = ("p50", "p95", "p99")
+    verdict = "met" if v["met"] else "MISSED"
+    return [
+        (f"stack: `pitchside up`, each service a process, {v['rounds']} runs of each", ""),
+        ("  without a tracker", _p(v["latency_ms"]["untracked"], three)),
+        ("  with one tracker", _p(v["latency_ms"]["tracked"], three)),
+        (
+            f"  p95 added (target <= {v['target_added_p95_ms']:g} ms)",
+            f"{v['added_p95_ms']:+.1f} ms: {verdict}",
+        ),
+        ("  p95 of each run, without / with", f"{per_round['untracked']} / {per_round['tracked']}"),
+        (
+            "  frames with tracks, the lowest tracked run",
+            f"{100 * v['tracked_share']:.1f} %",
+        ),
+    ]
+
+
 # -- the command -------------------------------------------------------------------------------
 
 
@@ -601,7 +692,9 @@ def _takeover_rows(k: dict[str, Any]) -> list[tuple[str, str]]:
     ]
 
 
-ROWS = {"time": _time_rows, "live": _live_rows, "takeover": _takeover_rows}
+ROWS = {
+    "time": _time_rows, "live": _live_rows, "stack": _stack_rows, "takeover": _takeover_rows,
+}  # fmt: skip
 
 
 def _print(figures: dict[str, Any], json_path: Path) -> None:
@@ -712,6 +805,11 @@ def _measure(parts: Sequence[str], args: argparse.Namespace, settings: Settings)
         _progress(f"live: loading {model}")
         figures["live"] = _run(
             "live", lambda: live_latency(config, settings, load_detectors(settings), args.rounds)
+        )
+    if "stack" in parts:
+        figures["stack"] = _run(
+            "stack",
+            lambda: stack_latency(clip, model, args.rounds, args.live_warmup, args.live_seconds),
         )
     if "takeover" in parts:
         _progress(
