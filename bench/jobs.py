@@ -22,9 +22,6 @@ import argparse
 import contextlib
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,13 +32,13 @@ from typing import Any
 import av
 import httpx
 
+from bench import up
 from bench.postgres import PostgresUnavailable, PrivatePostgres
 from pitchside.results import FrameRecord, NewUpload, ResultsStore
 from pitchside.settings import default_model_path
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CLIP = REPO.parent / "shared" / "assets" / "video" / "08fd33_4.mp4"
-START_S = 180.0
 JOB_S = 900.0
 
 
@@ -74,39 +71,11 @@ def decoded_frames(path: Path) -> int:
 @contextlib.contextmanager
 def stack(data_dir: Path, model: Path, workers: int, threads: int) -> Iterator[str]:
     """``pitchside up`` with ``workers`` workers of ``threads`` threads; yields its URL."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
-    env.update(
-        PITCHSIDE_PORT=str(port), PITCHSIDE_DATA_DIR=str(data_dir), PITCHSIDE_MODEL=str(model),
+    with up.pitchside_up(
+        data_dir, data_dir.parent / f"up-{workers}.log", PITCHSIDE_MODEL=str(model),
         PITCHSIDE_WORKERS=str(workers), PITCHSIDE_THREADS=str(threads),
-        PITCHSIDE_LOG_LEVEL="WARNING",
-    )  # fmt: skip
-    log = (data_dir.parent / f"up-{workers}.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pitchside", "up"], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + START_S
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"pitchside up exited {proc.returncode}; see {log.name}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the stack was not ready in {START_S:.0f} s")
-            time.sleep(0.25)
+    ) as (base, _):  # fmt: skip
         yield base
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def run_job(base: str, video: Path) -> dict[str, Any]:

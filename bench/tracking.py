@@ -38,8 +38,8 @@ takeover
 It prints a small table and writes every figure to JSON. A benchmark, not a test: a missed
 target still exits 0; a part that could not run exits 1; a bad option or a missing asset 2.
 
-Like :mod:`bench.jobs`, it starts ``pitchside up`` with an environment of its own, so it reads
-the process environment: here, its entry point, and nowhere else.
+It reads its settings from the process environment as ``pitchside bench`` does, here, its
+entry point, and nowhere else; :mod:`bench.up` starts ``pitchside up`` for it.
 """
 
 from __future__ import annotations
@@ -50,7 +50,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -68,6 +67,7 @@ import numpy as np
 import numpy.typing as npt
 from websockets.asyncio.client import connect
 
+from bench import up
 from bench.common import BenchConfig
 from bench.scenes import Scene, SceneConfig, generate
 from bench.stats import summary_ms
@@ -95,7 +95,6 @@ WARM_FRAMES = 50  # tracked untimed first: imports, allocations
 SCENE_REFEREES = 3
 SCENE_FP_RATE = 5.0
 
-START_S = 180.0  # `pitchside up` answers /readyz by then
 TRACKED_S = 60.0  # the stream's first tracked frame, and both trackers' heartbeats, by then
 AFTER_S = 2.0  # frames watched after the takeover, for the longest gap
 RESTART_S = 60.0  # the killed tracker beats again by then
@@ -285,57 +284,19 @@ class Seen:
 def pitchside_up(
     tmp: Path, model: Path, clip: Path, trackers: int, lease_s: float
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """``pitchside up`` on a free loopback port; yields its URL and its process."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
-    env.update(
-        PITCHSIDE_PORT=str(port),
-        PITCHSIDE_DATA_DIR=str(tmp / "data"),
-        PITCHSIDE_MODEL=str(model),
-        PITCHSIDE_WORKERS="1",
-        PITCHSIDE_THREADS=str(usable_cores()),
-        PITCHSIDE_TRACKERS=str(trackers),
-        PITCHSIDE_TRACKER_LEASE_S=str(lease_s),
-        PITCHSIDE_MEDIA_ALLOW=str(clip),
-        PITCHSIDE_LOG_LEVEL="WARNING",
-    )
+    """``pitchside up`` with one worker and ``trackers`` trackers; yields its URL and process."""
     log_path = tmp / "up.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "pitchside", "up"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + START_S
-            while True:
-                if proc.poll() is not None:
-                    raise BenchError(f"pitchside up exited {proc.returncode}: {_tail(log_path)}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                        break
-                if time.monotonic() > deadline:
-                    raise BenchError(f"pitchside up was not ready in {START_S:.0f} s")
-                time.sleep(0.25)
-            yield base, proc
-        except BaseException:
-            _progress(f"pitchside up said: {_tail(log_path)}")
-            raise
-        finally:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    return " | ".join(path.read_text(errors="replace").splitlines()[-lines:])
+    try:
+        with up.pitchside_up(
+            tmp / "data", log_path, PITCHSIDE_MODEL=str(model), PITCHSIDE_WORKERS="1",
+            PITCHSIDE_THREADS=str(usable_cores()), PITCHSIDE_TRACKERS=str(trackers),
+            PITCHSIDE_TRACKER_LEASE_S=str(lease_s), PITCHSIDE_MEDIA_ALLOW=str(clip),
+        ) as running:  # fmt: skip
+            yield running
+    except BaseException:
+        if log_path.exists():
+            _progress(f"pitchside up said: {up.tail(log_path)}")
+        raise
 
 
 def tracker_pid(parent: int, name: str) -> int:
@@ -569,7 +530,7 @@ async def _stack_run(base: str, clip: Path, warmup_s: float, seconds: float) -> 
             return (seen[-1].receipt_ns - seen[0].receipt_ns) / 1e9 >= warmup_s + seconds or None
 
         try:
-            await _wait(long_enough, START_S + warmup_s + seconds, viewer, "the run's frames")
+            await _wait(long_enough, up.START_S + warmup_s + seconds, viewer, "the run's frames")
         finally:
             stop.set()
             await asyncio.gather(viewer, return_exceptions=True)

@@ -8,12 +8,15 @@ that a panel or rule added to ``monitoring/`` is checked everywhere without list
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 MONITORING = Path(__file__).resolve().parents[1] / "monitoring"
@@ -41,6 +44,18 @@ _GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\
 _LABELS = re.compile(r"\{[^}]*\}")
 _RANGES = re.compile(r"\[[^\]]*\]")
 _DURATION = re.compile(r"^\d+[smhdwy]$")
+
+
+def require_prometheus_binary(name: str) -> str:
+    """The path of ``promtool`` or ``prometheus`` (Debian's ``prometheus`` package); skips the
+    test without it, unless PITCHSIDE_REQUIRE_PROMETHEUS=1 (CI) makes that a failure."""
+    found = shutil.which(name)
+    if found is None:
+        message = f"{name} is missing: apt-get install prometheus"
+        if os.environ.get("PITCHSIDE_REQUIRE_PROMETHEUS") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return found
 
 
 @dataclass(frozen=True, slots=True)

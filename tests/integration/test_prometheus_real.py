@@ -13,8 +13,6 @@ PITCHSIDE_REQUIRE_PROMETHEUS=1 (CI) makes that a failure.
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
 import subprocess
 import threading
 import time
@@ -38,6 +36,7 @@ from tests.promql import (
     dashboard_files,
     dashboard_queries,
     metric_names,
+    require_prometheus_binary,
     rule_queries,
     substitute,
 )
@@ -50,16 +49,6 @@ INTERVAL = "1s"  # Prometheus's scrape, rule and discovery interval here (5 s an
 WAIT_S = 180.0  # bound on each wait: the stack, a job of the clip, scrapes, on 2 busy cores
 QUERY_TIMEOUT_S = 30.0
 MIN_SCRAPES = 5  # of each target before the queries run
-
-
-def _prometheus_binary() -> str:
-    found = shutil.which("prometheus")
-    if found is None:
-        message = "prometheus is missing: apt-get install prometheus"
-        if os.environ.get("PITCHSIDE_REQUIRE_PROMETHEUS") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
 
 
 def _wait(check: Any, what: str, timeout_s: float = WAIT_S) -> Any:
@@ -78,7 +67,7 @@ def _wait(check: Any, what: str, timeout_s: float = WAIT_S) -> Any:
 def run_prometheus(tmp: Path, gateway: str) -> Iterator[str]:
     """Prometheus on a loopback port with the shipped configuration, discovering the services
     through ``gateway``'s /api/sd/prometheus; yields its base URL."""
-    binary = _prometheus_binary()
+    binary = require_prometheus_binary("prometheus")
     config: dict[str, Any] = yaml.safe_load((MONITORING / "prometheus.yml").read_text())
     config["global"].update(scrape_interval=INTERVAL, evaluation_interval=INTERVAL)
     config["rule_files"] = [str(ALERTS)]

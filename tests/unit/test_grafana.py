@@ -12,9 +12,7 @@ labels the gateway's HTTP service discovery gives.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 from functools import cache
 from pathlib import Path, PurePosixPath
@@ -32,6 +30,7 @@ from tests.promql import (
     dashboard_queries,
     metric_names,
     panels,
+    require_prometheus_binary,
     substitute,
 )
 from tests.unit.test_compose import command, environment, pitchside_services, services
@@ -56,13 +55,7 @@ PROMETHEUS_CONFIG = "/etc/prometheus/prometheus.yml"  # the prom/prometheus imag
 
 @pytest.fixture(scope="module")
 def promtool() -> str:
-    found = shutil.which("promtool")
-    if found is None:
-        message = "promtool is missing: apt-get install prometheus"
-        if os.environ.get("PITCHSIDE_REQUIRE_PROMETHEUS") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
+    return require_prometheus_binary("promtool")
 
 
 def boards() -> dict[str, dict[str, Any]]:

@@ -6,9 +6,7 @@ PITCHSIDE_REQUIRE_PROMETHEUS=1 (CI) makes that a failure.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import pytest
 import yaml
 
 from pitchside.metrics import FAMILIES, Kind
+from tests.promql import require_prometheus_binary
 
 MONITORING = Path(__file__).resolve().parents[2] / "monitoring"
 PROMTOOL_S = 60  # bound on one promtool run
@@ -30,13 +29,7 @@ SUFFIXES = {
 
 @pytest.fixture(scope="module")
 def promtool() -> str:
-    found = shutil.which("promtool")
-    if found is None:
-        message = "promtool is missing: apt-get install prometheus"
-        if os.environ.get("PITCHSIDE_REQUIRE_PROMETHEUS") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
+    return require_prometheus_binary("promtool")
 
 
 def _promtool(promtool: str, *args: str) -> subprocess.CompletedProcess[str]:
