@@ -301,11 +301,14 @@ def pitchside_up(
 
 def tracker_pid(parent: int, name: str) -> int:
     """The pid of the child of ``parent`` started with ``--name name``."""
-    for children in Path(f"/proc/{parent}/task").glob("*/children"):
-        with contextlib.suppress(OSError):
-            for pid in children.read_text().split():
-                if _runs_as(int(pid), name):
-                    return int(pid)
+    # Every process's parent from /proc/<pid>/stat: /proc/<pid>/task/<tid>/children is not
+    # filled on every kernel (it was empty on the CI machine).
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # the fields after the command name, which is in brackets and may hold spaces
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == parent and _runs_as(int(stat.parent.name), name):
+                return int(stat.parent.name)
     raise BenchError(f"no child of pitchside up (pid {parent}) runs with --name {name}")
 
 
