@@ -301,14 +301,9 @@ def pitchside_up(
 
 def tracker_pid(parent: int, name: str) -> int:
     """The pid of the child of ``parent`` started with ``--name name``."""
-    # Every process's parent from /proc/<pid>/stat: /proc/<pid>/task/<tid>/children is not
-    # filled on every kernel (it was empty on the CI machine).
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            # the fields after the command name, which is in brackets and may hold spaces
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[1]) == parent and _runs_as(int(stat.parent.name), name):
-                return int(stat.parent.name)
+    for pid in up.children_of(parent):
+        if _runs_as(pid, name):
+            return pid
     raise BenchError(f"no child of pitchside up (pid {parent}) runs with --name {name}")
 
 

@@ -73,3 +73,15 @@ def pitchside_up(
 def tail(path: Path, lines: int = 15) -> str:
     """The last ``lines`` of a log, on one line."""
     return " | ".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def children_of(parent: int) -> list[int]:
+    """The pids of the processes whose parent is ``parent``, from every /proc/<pid>/stat
+    (/proc/<pid>/task/<tid>/children is not filled on every kernel)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # the fields after the command name, which is in brackets and may hold spaces
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                found.append(int(stat.parent.name))
+    return found

@@ -31,6 +31,7 @@ from gateway.metrics import BAD_MESSAGE, FRAME_TRIMMED, SLOW_CLIENT, Metrics
 from gateway.stats import StreamStats, ViewerStats
 from pitchside import registry
 from pitchside.backoff import Backoff
+from pitchside.bus import RESTORE_GRACE_S
 from pitchside.errors import SchemaError, StreamNotFoundError
 from pitchside.redis_client import Entry, stream_entries
 from pitchside.schema import (
@@ -176,6 +177,7 @@ class _Feed:
     tracked_until: float = 0.0  # loop time until which its frames wait for their tracks
     held: dict[int, tuple[DetsMsg, float]] = field(default_factory=dict)  # seq -> (dets, until)
     last_seq: int = -1  # of the last frame handed to its viewers: never one older again
+    missing_since: float | None = None  # loop time its registry entry was first found gone
 
 
 class Hub:
@@ -268,7 +270,7 @@ class Hub:
                 try:
                     if ended is None and loop.time() >= check_at:
                         check_at = loop.time() + REGISTRY_POLL_S
-                        over = await self._stream_over(feed.sid)
+                        over = await self._stream_over(feed)
                         if over is not None and over[0] != StreamState.ENDED:
                             self._finish(feed, _state_closing(feed.sid, *over))
                             return
@@ -403,14 +405,21 @@ class Hub:
             ids[key] = newest[0][0] if newest else b"0-0"
         return ids
 
-    async def _stream_over(self, sid: str) -> tuple[str, str | None] | None:
-        """(state, error) once the stream is no longer active or is gone, else None."""
+    async def _stream_over(self, feed: _Feed) -> tuple[str, str | None] | None:
+        """(state, error) once the stream is no longer active or is gone, else None.
+
+        A stream whose entry vanished is gone once it stays away ``RESTORE_GRACE_S``: Redis
+        may have lost its data, and its ingest writes it again (a DELETE through this
+        gateway closes its viewers at once, :meth:`close_stream`)."""
         try:
-            info = await registry.get(self._redis, sid)
+            info = await registry.get(self._redis, feed.sid)
         except StreamNotFoundError:
-            return DELETED, None
+            now = asyncio.get_running_loop().time()
+            feed.missing_since = feed.missing_since or now
+            return (DELETED, None) if now - feed.missing_since >= RESTORE_GRACE_S else None
         except SchemaError:
             return None  # a writer's bad entry is not the end of the stream
+        feed.missing_since = None
         return None if info.state.active else (info.state.value, info.error)
 
     # ---------------------------------------------------------------- helpers

@@ -9,8 +9,9 @@ running job and at its stream (``job-<id>``, in the registry):
   next tick; once started it is running;
 - running: its progress is the number of frame results the workers have stored; when ingest
   has ended the stream (so its frame count is final) and every frame has its result, the
-  job is done, or failed when some frame could not be analysed; a stream that failed, was
-  stopped or disappeared fails the job with the reason.
+  job is done, or failed when some frame could not be analysed; a stream that failed (its
+  ingest lost, too), was stopped or disappeared for ``RESTORE_GRACE_S`` (Redis may have lost
+  its data: ingest writes the entry again) fails the job with the reason.
 
 So a gateway that restarts, or several gateways, pick the jobs up where they are: every
 step is decided from the store and the registry, and a job that has ended never changes
@@ -22,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from datetime import UTC, datetime
 
 from redis.asyncio import Redis
@@ -30,6 +32,7 @@ from redis.exceptions import RedisError
 from gateway import control
 from gateway.metrics import JobProgress, Metrics
 from pitchside import registry
+from pitchside.bus import RESTORE_GRACE_S
 from pitchside.errors import IngestUnavailableError, PitchsideError, StreamNotFoundError
 from pitchside.results import JobRecord, JobState, ResultsStore
 from pitchside.schema import Mode, StreamInfo, StreamState, dets_key, frames_key, tracks_key
@@ -61,6 +64,7 @@ class JobKeeper:
         self.metrics = metrics
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._missing: dict[str, float] = {}  # job id -> monotonic time its stream went missing
 
     def wake(self) -> None:
         """Look at the jobs now (a job was created or cancelled)."""
@@ -109,8 +113,12 @@ class JobKeeper:
             return None
         done = await asyncio.to_thread(self.store.count_frames, job.id)
         if info is None:
+            if self._missing_for(job.id) < RESTORE_GRACE_S:  # Redis may have lost its data
+                return JobProgress(done, job.frames_total, job.updated.timestamp())
             await self._end(job, JobState.FAILED, done, "its stream disappeared from the registry")
-        elif info.state is StreamState.FAILED:
+            return None
+        self._missing.pop(job.id, None)
+        if info.state is StreamState.FAILED:
             await self._end(job, JobState.FAILED, done, f"the video failed: {info.error}")
         elif info.state is StreamState.STOPPED:
             await self._end(job, JobState.FAILED, done, "its stream was stopped")
@@ -133,6 +141,11 @@ class JobKeeper:
             expected = total if total is not None else job.frames_total
             return JobProgress(done, expected, job.updated.timestamp())
         return None
+
+    def _missing_for(self, job_id: str) -> float:
+        """Seconds since the stream of running job ``job_id`` was first found missing."""
+        now = time.monotonic()
+        return now - self._missing.setdefault(job_id, now)
 
     async def _start(self, job: JobRecord, info: StreamInfo | None) -> None:
         sid = job_sid(job.id)
@@ -163,6 +176,7 @@ class JobKeeper:
             self.store.update_job, job.id, state=state, frames_done=done, frames_total=total,
             error=error, finished=_now(), started=job.started or _now(),
         )  # fmt: skip
+        self._missing.pop(job.id, None)
         if ended is None:
             return  # it had ended already (cancelled meanwhile, or another gateway)
         self.metrics.job_ended(state.value)

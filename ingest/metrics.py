@@ -22,7 +22,8 @@ from pitchside.settings import Settings
 STAGE = m.INGEST  # the ``stage`` label of this service's frames_dropped
 REASON_STOPPED = "stopped"  # decoded and encoded, then discarded because the stream stopped
 REASON_STALE = "stale"  # WebRTC: a newer frame arrived before it was taken
-REASONS = (REASON_STOPPED, REASON_STALE)
+REASON_BUS_LOST = "bus_lost"  # live: Redis was away when the frame was to be published
+REASONS = (REASON_STOPPED, REASON_STALE, REASON_BUS_LOST)
 
 REGISTRY = m.service_registry()
 STREAMS = m.StreamLabels()

@@ -12,6 +12,12 @@ A camera (a kind that reconnects, see :mod:`ingest.sources`) that drops out, goe
 (:mod:`pitchside.backoff`) until it delivers frames again (LIVE), a final error (a 401, a 404)
 makes it FAILED, or it is stopped. Its media time keeps increasing across reconnects, and its
 frames are published as they arrive rather than paced from their timestamps.
+
+Redis going away does not end a stream either (see :mod:`ingest.publisher` for its frames):
+a registry write that fails is written whole at the next one, the final state is written
+once Redis is back, and an analyse stream that ran out stays until the workers have finished
+its frames (:meth:`~ingest.publisher.FramePublisher.drain`), so that frames Redis loses
+meanwhile are published again.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -28,20 +35,13 @@ from redis.asyncio import Redis
 from ingest import metrics
 from ingest.encode import JpegEncoder
 from ingest.pacing import Pacer
-from ingest.publisher import FramePublisher
+from ingest.publisher import DROPPED, FramePublisher
 from ingest.sources import DecodedFrame, MediaClock, Source, SourceInfo, SourceSpec, open_source
 from pitchside import registry
 from pitchside.backoff import Backoff
+from pitchside.bus import BUS_ERRORS, BusWait
 from pitchside.errors import NoFramesError, SourceError
-from pitchside.schema import (
-    WORKERS_GROUP,
-    FrameMsg,
-    Mode,
-    StreamInfo,
-    StreamState,
-    dets_key,
-    frames_key,
-)
+from pitchside.schema import FrameMsg, Mode, StreamInfo, StreamState
 from pitchside.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -110,6 +110,8 @@ class StreamRunner:
         self._encoder = JpegEncoder(settings.jpeg_quality, settings.max_width)
         self._log_extra = {"sid": info.sid}
         self._registry_at = 0.0  # monotonic time of the last registry write of the count
+        self.publisher = FramePublisher(redis, info.sid, settings, info.mode, self.stop)
+        self._bus = BusWait(f"stream {info.sid}")
 
     @property
     def sid(self) -> str:
@@ -123,10 +125,15 @@ class StreamRunner:
             (after writing STOPPED).
         """
         metrics.STREAMS_ACTIVE.inc()
-        state, error = StreamState.STOPPED, None
+        state, error, recorded = StreamState.STOPPED, None, False
         try:
-            await self._reset_keys()
+            await self._until_redis_answers(self.publisher.start)
             state = await self._pump()
+            if state is StreamState.ENDED and self.info.mode is Mode.ANALYSE:
+                # Its frame count is final: say so, then stay until its frames are detected.
+                await self._finish(state, error)
+                recorded = True
+                await self.publisher.drain()
         except SourceError as exc:  # NoFramesError too: the watchdog fired
             state, error = StreamState.FAILED, str(exc)
         except asyncio.CancelledError:
@@ -137,19 +144,26 @@ class StreamRunner:
             state, error = StreamState.FAILED, f"internal error: {type(exc).__name__}: {exc}"
         finally:
             metrics.STREAMS_ACTIVE.dec()
-            await self._finish(state, error)
+            if not recorded:
+                await self._finish(state, error)
         return state
 
-    async def _reset_keys(self) -> None:
-        key = frames_key(self.sid)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(key, dets_key(self.sid))  # a sid can be reused: start clean
-            pipe.xgroup_create(key, WORKERS_GROUP, id="0", mkstream=True)
-            await pipe.execute()
+    async def _until_redis_answers(self, command: Callable[[], Awaitable[None]]) -> None:
+        """Run ``command``, again after each backoff while Redis is away (until stopped)."""
+        while True:
+            try:
+                await command()
+            except BUS_ERRORS as exc:
+                if self.stop.is_set():
+                    raise
+                await self._bus.pause(exc, self.stop)
+                continue
+            self._bus.back()
+            return
 
     async def _pump(self) -> StreamState:
         """Open the source, and again after each drop-out of a camera, until it is over."""
-        publisher = FramePublisher(self._redis, self.sid, self._settings, self.info.mode, self.stop)
+        publisher = self.publisher
         pacer = Pacer()
         clock = MediaClock()
         stop_wait = asyncio.ensure_future(self.stop.wait())
@@ -210,11 +224,14 @@ class StreamRunner:
                     h=frame.height,
                     img=frame.jpeg,
                 )
-                if await publisher.publish(msg) is None:
+                entry_id = await publisher.publish(msg)
+                if entry_id is None:
                     break
+                progress_at = time.monotonic()
+                if entry_id == DROPPED:  # Redis is away (live): the next frame may go
+                    continue
                 self._seq += 1
                 await self._published(self._seq, frame)
-                progress_at = time.monotonic()
         return StreamState.STOPPED
 
     async def _reconnecting(self, reason: str, delay_s: float) -> None:
@@ -307,15 +324,34 @@ class StreamRunner:
                 "stream %s %s after %d frames",
                 self.sid, state.value, self.info.frames, extra=self._log_extra,
             )  # fmt: skip
-        try:
-            await self._record()
-        except Exception:  # the bus is gone; the state is lost with it, keep shutting down
-            log.exception(
-                "could not record %s for stream %s", state.value, self.sid, extra=self._log_extra
-            )
+        # Whoever follows the stream (a job) needs its end: wait for Redis if it is away.
+        # On the way out (stopped, Redis away) the service cancels this after its deadline.
+        stop = asyncio.Event()  # the stream's own stop is set already: do not cut waits short
+        while True:
+            try:
+                await self._put()
+            except BUS_ERRORS as exc:
+                await self._bus.pause(exc, stop)
+                continue
+            except Exception:  # not an outage: the state is lost, keep shutting down
+                log.exception(
+                    "could not record %s for stream %s", state.value, self.sid,
+                    extra=self._log_extra,
+                )  # fmt: skip
+            self._bus.back()
+            return
 
     async def _record(self) -> None:
-        """Write the registry entry, and the state to the metrics."""
+        """Write the registry entry, and the state to the metrics. While Redis is away the
+        write is left out: the next one (or the service, when Redis is back) writes it whole."""
+        try:
+            await self._put()
+        except BUS_ERRORS as exc:
+            self._bus.failed(exc)
+            return
+        self._bus.back()
+
+    async def _put(self) -> None:
         metrics.STATES.set(self.sid, self.info.state)
         await registry.put(self._redis, self.info)
 

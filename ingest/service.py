@@ -9,6 +9,13 @@ send commands. It serves its metrics (:mod:`ingest.metrics`) on its own endpoint
 and forgets a stream's series within ``METRICS_SWEEP_S`` of the stream leaving the registry.
 On stop, every running stream ends STOPPED and its task and decode thread end within
 ``STOP_DEADLINE_S``.
+
+Each stream it runs names it as ``owner`` in the registry, and its heartbeat is the lease on
+them: every ``OWNERS_SWEEP_S`` each ingest instance marks the active streams whose owner has no
+heartbeat FAILED ("ingest lost"), so that their ids can be started again and their jobs end,
+within about ``HEALTH_TTL_S`` of the owner's death. Redis going away is waited for
+(:mod:`pitchside.bus`); when it comes back without its data, the service creates its group
+again, beats, and writes the registry entry of every stream it runs.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from ingest.sources.webrtc import SCHEME as WHIP_SCHEME
 from ingest.sources.webrtc import SHOWN as WHIP_SHOWN
 from ingest.sources.webrtc import WhipPeer, restrict_host_addresses
 from pitchside import registry
+from pitchside.bus import BUS_ERRORS, BusWait, bus_epoch, wait_for_redis
 from pitchside.embedded_redis import redis_url_or_embedded
 from pitchside.errors import (
     ForbiddenError,
@@ -40,11 +48,12 @@ from pitchside.errors import (
     StreamExistsError,
     StreamNotFoundError,
 )
-from pitchside.heartbeat import Heartbeat
+from pitchside.heartbeat import Heartbeat, read_beats
 from pitchside.redact import redact_url
 from pitchside.redis_client import connect, stream_entries
 from pitchside.schema import (
     CONTROL_KEY,
+    HEALTH_TTL_S,
     INGEST_GROUP,
     REPLY_TTL_S,
     Command,
@@ -66,6 +75,8 @@ STOP_DEADLINE_S = 5.0  # a stopping stream gets this long before its task is can
 READ_BLOCK_MS = 500  # XREADGROUP block: also how fast the service notices its stop event
 READ_COUNT = 16
 METRICS_SWEEP_S = 5.0  # how often the series of streams no longer in the registry are removed
+OWNERS_SWEEP_S = HEALTH_TTL_S / 3  # how often the owners of active streams are looked at
+INGEST_LOST = "ingest lost"  # the error of a stream whose ingest instance died
 
 
 @dataclass(slots=True)
@@ -94,6 +105,10 @@ class IngestService:
         self._name = name
         self._runs: dict[str, _Running] = {}
         self._swept_at = 0.0  # monotonic time of the last metrics sweep
+        self._owners_at = 0.0  # ... and of the last look at the owners of active streams
+        self._bus = BusWait(name)
+        self._epoch = ""  # of the bus the group, the beat and the streams were written to
+        self._connected_at = time.monotonic()  # since when Redis answers (after an outage)
 
     @property
     def running(self) -> list[str]:
@@ -102,6 +117,9 @@ class IngestService:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve commands until ``stop`` is set, then stop every stream and clean up."""
+        if not await wait_for_redis(self._redis, self._name, stop):
+            return
+        self._epoch = await bus_epoch(self._redis)
         await self._ensure_group()  # before the first beat: who sees it may send commands
         await self._sweep_metrics()  # before the first beat too: no series of a stream gone
         async with metrics.exporter(self._settings) as exporter:
@@ -110,12 +128,40 @@ class IngestService:
                 log.info("ingest %s ready", self._name)
                 try:
                     while not stop.is_set():
-                        for entry_id, fields in await self._read():
-                            await self._handle(entry_id, fields)
-                        await self._sweep_metrics()
+                        try:
+                            await self._serve_once(beat)
+                        except BUS_ERRORS as exc:
+                            await self._bus.pause(exc, stop)
                 finally:
                     await self.shutdown()
         log.info("ingest %s stopped", self._name)
+
+    async def _serve_once(self, beat: Heartbeat) -> None:
+        """Read and handle the next commands, and sweep; first, after an outage, restore."""
+        if self._bus.lost:
+            await self._restore(beat)
+        for entry_id, fields in await self._read():
+            await self._handle(entry_id, fields)
+        if self._bus.back():
+            self._connected_at = time.monotonic()
+        await self._sweep_metrics()
+        await self._sweep_owners()
+
+    async def _restore(self, beat: Heartbeat) -> None:
+        """Redis answers again: when it lost its data, write again what this service owns."""
+        epoch = await bus_epoch(self._redis)
+        if epoch == self._epoch:
+            return
+        log.warning(
+            "ingest %s: Redis lost its data; writing the group, the heartbeat and %d streams "
+            "again", self._name, len(self._runs),
+        )  # fmt: skip
+        await self._ensure_group()
+        await beat.beat()
+        for running in list(self._runs.values()):
+            await registry.put(self._redis, running.runner.info)
+            running.runner.publisher.bus_may_have_reset()
+        self._epoch = epoch
 
     async def shutdown(self) -> None:
         """Stop every running stream (STOPPED) within the deadline."""
@@ -130,9 +176,40 @@ class IngestService:
             return
         self._swept_at = time.monotonic()
         try:
-            metrics.keep_only(await registry.ids(self._redis))
+            metrics.keep_only(await registry.ids(self._redis) | self._runs.keys())
         except RedisError as exc:  # not worth stopping for: try again at the next sweep
             log.warning("metrics sweep failed: %s", exc)
+
+    async def _sweep_owners(self) -> None:
+        """Every OWNERS_SWEEP_S, mark FAILED the active streams whose ingest has died."""
+        if time.monotonic() - self._owners_at < OWNERS_SWEEP_S:
+            return
+        self._owners_at = time.monotonic()
+        infos = await registry.get_all(self._redis)
+        if not any(info.state.active for info in infos):
+            return
+        alive = {beat.name for beat in await read_beats(self._redis, SERVICE)}
+        for info in infos:
+            if self._owner_lost(info, alive):
+                await self._mark_lost(info)
+
+    def _owner_lost(self, info: StreamInfo, alive: set[str]) -> bool:
+        """Whether ``info`` is active but its owner is not running it any more."""
+        if not info.state.active or info.owner is None:  # None: written by an older ingest
+            return False
+        if info.owner == self._name:  # a former process of this name, or a stream gone
+            return info.sid not in self._runs
+        # Right after an outage every heartbeat may have expired: give the owners a beat.
+        recent = time.monotonic() - self._connected_at < HEALTH_TTL_S
+        return info.owner not in alive and not recent
+
+    async def _mark_lost(self, info: StreamInfo) -> None:
+        log.warning(
+            "stream %s: its ingest %s is gone; marked failed", info.sid, info.owner,
+            extra={"sid": info.sid},
+        )  # fmt: skip
+        info.state, info.error = StreamState.FAILED, f"{INGEST_LOST} ({info.owner})"
+        await registry.put(self._redis, info)
 
     # -- control stream ----------------------------------------------------------------------
 
@@ -196,13 +273,18 @@ class IngestService:
     # -- commands ----------------------------------------------------------------------------
 
     async def _check_free(self, sid: str) -> None:
-        """Raise StreamExistsError (409) when ``sid`` runs, here or in another ingest."""
+        """Raise StreamExistsError (409) when ``sid`` runs, here or in another ingest; a
+        stream whose ingest is gone is marked so, and is free."""
         if sid in self._runs:
             raise StreamExistsError(f"stream {sid!r} is already running")
         with contextlib.suppress(StreamNotFoundError):
             known = await registry.get(self._redis, sid)
-            if known.state.active:
+            if not known.state.active:
+                return
+            alive = {beat.name for beat in await read_beats(self._redis, SERVICE)}
+            if not self._owner_lost(known, alive):
                 raise StreamExistsError(f"stream {sid!r} is already {known.state.value}")
+            await self._mark_lost(known)
 
     def _run(self, runner: StreamRunner, peer: WhipPeer | None = None) -> None:
         sid = runner.sid
@@ -224,7 +306,7 @@ class IngestService:
         await self._check_free(sid)
         info = StreamInfo(
             sid=sid, source=redact_url(msg.source), mode=msg.mode, loop=msg.loop,
-            job=msg.job or None,
+            job=msg.job or None, owner=self._name,
         )  # fmt: skip
         spec: SourceSpec | None = None
         probed: SourceInfo | None = None
@@ -274,7 +356,7 @@ class IngestService:
         except BaseException:
             await peer.close()
             raise
-        info = StreamInfo(sid=sid, source=WHIP_SHOWN, mode=Mode.LIVE)
+        info = StreamInfo(sid=sid, source=WHIP_SHOWN, mode=Mode.LIVE, owner=self._name)
         metrics.STATES.set(sid, info.state)
         await registry.put(self._redis, info)
         self._run(StreamRunner(self._redis, self._settings, info, peer.spec), peer)

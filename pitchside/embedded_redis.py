@@ -2,6 +2,8 @@
 
 Started when ``REDIS_URL`` is unset, stopped on exit. The server keeps no
 persistence and listens on no TCP port. Production points ``REDIS_URL`` at a real Redis instead.
+``pitchside up`` runs it as the first child of its supervisor (:meth:`EmbeddedRedis.child_spec`),
+restarted on the same socket when it dies; the services wait for it meanwhile.
 
 The server gets ``PR_SET_PDEATHSIG`` (SIGTERM): it dies with the thread that started it, even
 when that process is SIGKILLed. Start it from a long-lived thread (the main thread), never
@@ -21,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from pitchside.errors import EmbeddedRedisError
-from pitchside.supervisor import die_with_parent
+from pitchside.supervisor import ChildSpec, die_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -63,21 +65,38 @@ class EmbeddedRedis:
     def url(self) -> str:
         return f"unix://{self.socket_path}"
 
-    def start(self, timeout_s: float = 10.0) -> str:
-        self._dir = Path(tempfile.mkdtemp(prefix="pitchside-redis-"))
-        args = [
+    def prepare(self) -> str:
+        """Make the server's folder; the URL it will serve (the same across restarts)."""
+        if self._dir is None:
+            self._dir = Path(tempfile.mkdtemp(prefix="pitchside-redis-"))
+        return self.url
+
+    def argv(self, logfile: str | None = None) -> list[str]:
+        """The ``redis-server`` command line (call :meth:`prepare` first)."""
+        folder = self.socket_path.parent
+        return [
             str(redis_server_binary()),
             "--port", "0",  # no TCP at all: only the private socket
             "--unixsocket", str(self.socket_path),
             "--unixsocketperm", "700",
-            "--dir", str(self._dir),
+            "--dir", str(folder),
             "--save", "",
             "--appendonly", "no",
             "--maxmemory", f"{self._maxmemory_mb}mb",
             "--maxmemory-policy", "noeviction",
             "--loglevel", "warning",
-            "--logfile", str(self._dir / "redis.log"),
+            "--logfile", logfile if logfile is not None else str(folder / "redis.log"),
         ]  # fmt: skip
+
+    def child_spec(self, name: str = "redis") -> ChildSpec:
+        """The server as a supervised child: its warnings on stderr, so that the supervisor
+        quotes them when it gives up on it; stopped last, being started first."""
+        self.prepare()
+        return ChildSpec(name, self.argv(logfile="/dev/stderr"), stop_timeout_s=5.0)
+
+    def start(self, timeout_s: float = 10.0) -> str:
+        self.prepare()
+        args = self.argv()
         self._proc = subprocess.Popen(
             args,
             stdin=subprocess.DEVNULL,
@@ -88,7 +107,8 @@ class EmbeddedRedis:
         deadline = time.monotonic() + timeout_s
         while not self.socket_path.exists():
             if self._proc.poll() is not None:
-                logtext = (self._dir / "redis.log").read_text(errors="replace")[-2000:]
+                logfile = self.socket_path.parent / "redis.log"
+                logtext = logfile.read_text(errors="replace")[-2000:]
                 self.stop()
                 raise EmbeddedRedisError(f"redis-server exited at start-up: {logtext}")
             if time.monotonic() > deadline:

@@ -45,6 +45,9 @@ CONTROL_KEY = f"{PREFIX}:control"
 WORKERS_GROUP = "workers"  # the consumer group every worker joins on every frames stream
 INGEST_GROUP = "ingest"  # the consumer group ingest services share on the control stream
 REPLY_TTL_S = 60
+#: The bus epoch: a random token, SET NX by the first service to look; a Redis that lost its
+#: data (a restart without persistence) has a new one (see :mod:`pitchside.bus`).
+BUS_EPOCH_KEY = f"{PREFIX}:bus"
 
 # A stream id is a path segment, a Redis hash tag and a metric-free log field: keep it plain.
 SID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -195,6 +198,9 @@ class StreamInfo:
     error: str | None = None  # why it failed, or the last drop-out while reconnecting
     reconnects: int = 0  # times its source was opened again after dropping out
     job: str | None = None  # the analysis job whose frames this stream carries
+    # The ingest instance running it: its heartbeat (health_key("ingest", owner)) is the
+    # stream's lease; an active stream whose owner has no heartbeat was lost with it.
+    owner: str | None = None
     created_ns: int = field(default_factory=now_ns)
     updated_ns: int = field(default_factory=now_ns)
 

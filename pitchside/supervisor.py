@@ -2,10 +2,10 @@
 
 After frigate's ``frigate/watchdog.py``: a crashed child is restarted after an exponential
 backoff (0.5 s, doubling, at most 10 s), at most ``budget`` times in ``window_s``; past that
-the supervisor gives up on that child, logs an error and keeps the others running. A child
-that exits 0 is done; one that exits 2 has a configuration or model error that no restart
-can fix: it is not restarted, and when it is ``required`` the supervisor reports the failure
-on :attr:`Supervisor.failed` so that its owner can stop everything.
+the supervisor gives up on that child and logs an error. A child that exits 0 is done; one
+that exits 2 has a configuration or model error that no restart can fix: it is not
+restarted. When a ``required`` child is given up on or cannot run, the supervisor reports it
+on :attr:`Supervisor.failed`, so that its owner stops everything rather than run half a stack.
 
 Children never outlive the supervisor: each gets ``PR_SET_PDEATHSIG`` (SIGTERM when the thread
 that started it dies, even by SIGKILL), runs in its own process group so that a terminal's
@@ -69,7 +69,8 @@ class ChildSpec:
         name: unique name used in logs (``gateway``, ``worker-1``).
         argv: the command, e.g. ``(sys.executable, "-m", "gateway")``.
         env: the child's whole environment; None inherits the parent's.
-        required: when True, an exit with status 2 sets :attr:`Supervisor.failed`.
+        required: when True, an exit with status 2, or being given up on, sets
+            :attr:`Supervisor.failed`.
         stop_timeout_s: time between SIGTERM and SIGKILL when stopping.
     """
 
@@ -109,11 +110,20 @@ _FINAL = (ChildState.EXITED, ChildState.FAILED, ChildState.GAVE_UP)
 
 @dataclass(frozen=True, slots=True)
 class ChildFailure:
-    """A required child that exited with status 2, and the last thing it wrote to stderr."""
+    """A required child that cannot run (exit status 2) or was given up on (it crashed more
+    often than the budget allows), and the last thing it wrote to stderr."""
 
     name: str
     returncode: int
     message: str
+    state: ChildState = ChildState.FAILED  # or GAVE_UP
+
+    def describe(self) -> str:
+        """One line: what happened to the child, and its last words."""
+        words = self.message or "no message"
+        if self.state is ChildState.GAVE_UP:
+            return f"{self.name} kept crashing ({_describe(self.returncode)}); gave up: {words}"
+        return f"{self.name} cannot run (exit status {self.returncode}): {words}"
 
 
 @dataclass(slots=True)
@@ -180,7 +190,7 @@ class Supervisor:
         self._policy = policy or RestartPolicy()
         self._forward: Callable[[bytes], None] | None = stderr or _write_stderr
         self._stopping = asyncio.Event()
-        self.failed = asyncio.Event()  #: set when a required child exits with status 2
+        self.failed = asyncio.Event()  #: set when a required child cannot run or is given up
         self.failure: ChildFailure | None = None
         self.done = asyncio.Event()  #: set when no child runs or will be restarted
 
@@ -333,9 +343,7 @@ class Supervisor:
                 message = child.last_words()
                 log.error("%s cannot run (exit status 2), not restarted: %s", name, message)
                 child.state = ChildState.FAILED
-                if child.spec.required and self.failure is None:
-                    self.failure = ChildFailure(name, code, message)
-                    self.failed.set()
+                self._report(child, code)
                 break
             now = time.monotonic()
             while child.restarts and now - child.restarts[0] > policy.window_s:
@@ -346,6 +354,7 @@ class Supervisor:
                     name, _describe(code), len(child.restarts), policy.window_s,
                 )  # fmt: skip
                 child.state = ChildState.GAVE_UP
+                self._report(child, code)
                 break
             delay = policy.delay(len(child.restarts))
             child.delays.append(delay)
@@ -364,12 +373,19 @@ class Supervisor:
             except OSError as exc:
                 log.error("%s could not be restarted: %s; giving up on it", name, exc)
                 child.state = ChildState.GAVE_UP
+                self._report(child, code)
                 break
         if child.state not in _FINAL:
             child.state = ChildState.STOPPED
         child.finished.set()
         if all(c.finished.is_set() for c in self._children):
             self.done.set()
+
+    def _report(self, child: _Child, code: int) -> None:
+        """A required child will not run again: say so on :attr:`failed` (the first only)."""
+        if child.spec.required and self.failure is None:
+            self.failure = ChildFailure(child.spec.name, code, child.last_words(), child.state)
+            self.failed.set()
 
     async def _stop_child(self, child: _Child) -> None:
         async with child.lock:  # waits for a spawn in progress, so it cannot escape

@@ -1,14 +1,15 @@
 """``pitchside up``: the whole stack on one machine, supervised.
 
 Steps: read the settings, check the port and the model, start the embedded Redis (unless
-``REDIS_URL`` is set), start ``gateway``, ``ingest``, N ``workers`` and M trackers under a
-:class:`~pitchside.supervisor.Supervisor`, wait for the gateway's ``/readyz``, optionally start
-one stream, then run until SIGINT or SIGTERM. Everything started is stopped on the way out,
-in reverse order and Redis last, whatever the reason: a signal, a child that cannot run
-(exit status 2), or an error during start-up.
+``REDIS_URL`` is set), ``gateway``, ``ingest``, N ``workers`` and M trackers under one
+:class:`~pitchside.supervisor.Supervisor` (so a Redis that dies is restarted like any child,
+on the same socket, while the services wait for it), wait for the gateway's ``/readyz``,
+optionally start one stream, then run until SIGINT or SIGTERM. Everything started is stopped
+on the way out, in reverse order and Redis last, whatever the reason: a signal, a child that
+cannot run (exit status 2) or was given up on (it kept crashing), or an error during start-up.
 
 Exit status: 0 after a clean stop, 2 for a bad setting, model, port or source (nothing is left
-running), 1 for anything else.
+running), 1 for anything else (a child given up on included).
 
 Like the CLI, this is an entry point: it may import the services (the model pre-check loads
 the model with the workers' own engine) and it reads the process environment, once, to hand
@@ -178,11 +179,12 @@ async def run_stack(
     loop_source: bool = False,
     ready_timeout_s: float = READY_TIMEOUT_S,
     policy: RestartPolicy | None = None,
+    gateway: str | None = None,
 ) -> int:
-    """Supervise ``specs`` until ``stop`` is set or a required child cannot run.
+    """Supervise ``specs`` until ``stop`` is set or a required child cannot run or is given up.
 
-    The first spec is the gateway: it must answer ``base_url``/readyz with 200 within
-    ``ready_timeout_s``. With ``source``, one stream is started through the REST API.
+    The spec named ``gateway`` (default: the first) must answer ``base_url``/readyz with 200
+    within ``ready_timeout_s``. With ``source``, one stream is started through the REST API.
     Every child is stopped before this returns, whatever happened.
 
     Returns:
@@ -191,7 +193,8 @@ async def run_stack(
     supervisor = Supervisor(specs, policy)
     try:
         await supervisor.start()
-        code = await _until_ready(supervisor, specs[0].name, base_url, stop, ready_timeout_s)
+        gateway = gateway or specs[0].name
+        code = await _until_ready(supervisor, gateway, base_url, stop, ready_timeout_s)
         if code is not None:
             return code
         if source is not None:
@@ -212,25 +215,24 @@ async def _up(
 ) -> int:
     redis = None if settings.redis_url else EmbeddedRedis()
     try:
-        # Started in this (the main) thread: its death signal is tied to the thread.
-        redis_url = settings.redis_url or redis.start()  # type: ignore[union-attr]
-        if stop.is_set():
-            return ExitCode.OK
         source = _absolute_source(args.source) if args.source else None
         local = [source] if source is not None and "://" not in source else []
+        redis_url = settings.redis_url or redis.prepare()  # type: ignore[union-attr]
+        specs = child_specs(settings, redis_url, base_env, local)
         return await run_stack(
-            child_specs(settings, redis_url, base_env, local),
+            [redis.child_spec(), *specs] if redis is not None else specs,
             public_url(settings.host, settings.port),
             stop,
             source=source,
             loop_source=args.loop,
             ready_timeout_s=args.ready_timeout,
+            gateway=specs[0].name,
         )
     except EmbeddedRedisError as exc:
         return _fail(f"cannot start the embedded Redis: {exc}", ExitCode.FAILED)
     finally:
         if redis is not None:
-            redis.stop()
+            redis.stop()  # stopped by the supervisor already: this removes its folder
         log.info("pitchside stopped")
 
 
@@ -307,7 +309,8 @@ def _child_failed(supervisor: Supervisor) -> int:
     failure = supervisor.failure
     if failure is None:  # not reachable: failed is set together with failure
         return _fail("a service cannot run; see the log above")
-    return _fail(f"{failure.name} cannot run (exit status 2): {failure.message or 'no message'}")
+    status = ExitCode.FAILED if failure.state is ChildState.GAVE_UP else ExitCode.USAGE
+    return _fail(f"{failure.describe()}; stopping every service", status)
 
 
 async def _first(**awaitables: Awaitable[object]) -> str:

@@ -32,6 +32,7 @@ from redis.exceptions import RedisError
 
 from pitchside import registry
 from pitchside.backoff import Backoff
+from pitchside.bus import wait_for_redis
 from pitchside.errors import SchemaError, SettingsError, StreamNotFoundError
 from pitchside.heartbeat import Heartbeat, read_beats
 from pitchside.redis_client import Entry, connect, stream_entries
@@ -89,6 +90,8 @@ class TrackerService:
         return frozenset(self._tasks)
 
     async def run(self, stop: asyncio.Event) -> None:
+        if not await wait_for_redis(self.redis, self.name, stop):
+            return
         async with metrics.exporter(self.settings) as exporter:
             async with Heartbeat(self.redis, SERVICE, self.name, metrics=exporter.address):
                 log.info("%s ready (lease %.1f s)", self.name, self.settings.tracker_lease_s)

@@ -103,6 +103,17 @@ class Intake:
         await self._read()
         return await self._select()
 
+    def lost_bus(self) -> None:
+        """Redis went away: forget the read frames not batched yet (still pending on this
+        consumer's name) and the groups joined; all is found again from the registry once
+        Redis answers (a Redis that lost its data has new streams and groups)."""
+        self.release(self._backlog)
+        self._backlog = []
+        self._grouped.clear()
+        self._recovered.clear()
+        self._recover_from.clear()
+        self._next_refresh = 0.0
+
     def release(self, frames: Iterable[Frame]) -> None:
         """Forget entries that were acknowledged elsewhere (with their detections)."""
         self._held.difference_update((f.key, f.entry_id) for f in frames)

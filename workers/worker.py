@@ -21,6 +21,11 @@ finishes the batches in flight, writes and acknowledges them in order, and retur
 runs it serves its metrics (:mod:`workers.metrics`) on its own endpoint, keeps its health key
 alive (:class:`~pitchside.heartbeat.Heartbeat`, naming that endpoint and the model it serves)
 and, for a registry alias, swaps in a newly promoted model between batches.
+
+Redis going away is waited for, with backoff (:mod:`pitchside.bus`): the worker forgets what
+it had read and not batched (those entries stay pending on its name, and are read again when
+Redis is back, or published again by ingest if Redis lost them), joins the groups again, and
+goes on; a batch whose detections could not be written is left pending the same way.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from collections.abc import AsyncIterator
 
 from redis.asyncio import Redis
 
+from pitchside.bus import BUS_ERRORS, BusWait, wait_for_redis
 from pitchside.errors import PitchsideError, SettingsError
 from pitchside.heartbeat import Heartbeat
 from pitchside.models import resolve
@@ -83,6 +89,7 @@ class Worker:
         self.model_swaps = 0
         self._intake = Intake(settings, redis, name)
         self._publisher = Publisher(settings, redis, name)
+        self._bus = BusWait(name)
 
     @property
     def frames_processed(self) -> int:
@@ -113,6 +120,8 @@ class Worker:
             until_idle: also return once nothing is left to read (no active stream has
                 undelivered frames and nothing is in flight): deterministic tests.
         """
+        if not await wait_for_redis(self.redis, self.name, stop):
+            return
         log.info("worker %s serving %s", self.name, self.detector.model_id)
         metrics.serving(self.detector.model_id)
         async with metrics.exporter(self.settings) as exporter:
@@ -136,24 +145,20 @@ class Worker:
     async def _main(self, stop: asyncio.Event, until_idle: bool, lanes: Lanes) -> None:
         try:
             while not stop.is_set():
-                if len(lanes) and self._intake.live_only():
-                    # Live: one batch at a time, on every thread; pick the next frames only
-                    # once the model is free, so they are the newest.
-                    async for done in lanes.drain():
-                        await self._publish(done, lanes)
-                batch = await self._poll_iteration(stop, lanes)
-                finished: list[Inferred] = []
-                if batch is not None and batch.prepared is not None:
-                    finished += await lanes.submit(batch, self._lane_limit())
-                elif batch is not None:  # only bad frames
-                    finished.append(Inferred(batch))
-                finished += lanes.finished()
-                for done in finished:
-                    await self._publish(done, lanes)  # NMS while the next batches infer
-                if until_idle and batch is None and not finished and len(lanes) == 0:
+                try:
+                    idle = await self._iteration(stop, lanes)
+                except BUS_ERRORS as exc:
+                    self._intake.lost_bus()
+                    await self._bus.pause(exc, stop)
+                    continue
+                self._bus.back()
+                if until_idle and idle:
                     return
             async for done in lanes.drain():
-                await self._publish(done, lanes)
+                try:
+                    await self._publish(done, lanes)
+                except BUS_ERRORS as exc:  # stopping: what is not written stays pending
+                    self._bus.failed(exc)
         finally:
             if self._intake.backlog:
                 log.info(
@@ -161,6 +166,24 @@ class Worker:
                     self.name,
                     self._intake.backlog,
                 )
+
+    async def _iteration(self, stop: asyncio.Event, lanes: Lanes) -> bool:
+        """One poll step; whether there was nothing to do (nothing read, nothing in flight)."""
+        if len(lanes) and self._intake.live_only():
+            # Live: one batch at a time, on every thread; pick the next frames only
+            # once the model is free, so they are the newest.
+            async for done in lanes.drain():
+                await self._publish(done, lanes)
+        batch = await self._poll_iteration(stop, lanes)
+        finished: list[Inferred] = []
+        if batch is not None and batch.prepared is not None:
+            finished += await lanes.submit(batch, self._lane_limit())
+        elif batch is not None:  # only bad frames
+            finished.append(Inferred(batch))
+        finished += lanes.finished()
+        for done in finished:
+            await self._publish(done, lanes)  # NMS while the next batches infer
+        return batch is None and not finished and len(lanes) == 0
 
     def _lane_limit(self) -> int:
         """Batches that may infer at once: one for live streams only, else ``lanes``."""
@@ -178,7 +201,14 @@ class Worker:
     async def _publish(self, done: Inferred, lanes: Lanes) -> None:
         """Post-process a batch in the prepare thread, then write and acknowledge it."""
         messages, results, post_s = await lanes.in_prep(self._publisher.messages, done)
-        self._intake.release(await self._publisher.write(done, messages, results, post_s))
+        try:
+            written = await self._publisher.write(done, messages, results, post_s)
+        except BUS_ERRORS:
+            # Not acknowledged: pending on this worker's name, to be read again (or, if
+            # Redis lost them, published again by ingest).
+            self._intake.release([*done.batch.frames, *(frame for frame, _ in done.batch.bad)])
+            raise
+        self._intake.release(written)
 
     def _model_id(self) -> str:
         return self.detector.model_id

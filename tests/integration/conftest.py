@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench.up import children_of
 from tests.conftest import CLIP, COCO_ONNX, require_asset
 
 #: Bound on a `pitchside up` stack becoming ready: model load and warm-up, three Python
@@ -94,17 +95,19 @@ def children(pid: int) -> dict[str, int]:
     """The processes ``pid`` started, by the name ``pitchside up`` gives them (``gateway``,
     ``ingest``, ``worker-1``...), from /proc."""
     found: dict[str, int] = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        for child in (task / "children").read_text().split():
-            try:
-                argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
-            except FileNotFoundError:
-                continue
-            args = [a.decode() for a in argv if a]
-            if "--name" in args:
-                found[args[args.index("--name") + 1]] = int(child)
-            elif "-m" in args:
-                found[args[args.index("-m") + 1]] = int(child)
+    for child in children_of(pid):
+        try:
+            argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+            comm = Path(f"/proc/{child}/comm").read_text().strip()
+        except FileNotFoundError:
+            continue
+        args = [a.decode() for a in argv if a]
+        if "--name" in args:
+            found[args[args.index("--name") + 1]] = child
+        elif "-m" in args:
+            found[args[args.index("-m") + 1]] = child
+        elif comm == "redis-server":  # the embedded Redis (its title is rewritten)
+            found["redis"] = child
     return found
 
 

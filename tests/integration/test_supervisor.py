@@ -99,9 +99,25 @@ async def test_supervisor_restarts_a_crashing_child_with_backoff_then_gives_up(
         assert runs.read_text() == "x" * (FAST.budget + 1)
         assert status.delays == (0.01, 0.02, 0.04), status
         assert status.returncode == 1
-        # and the other child keeps running
+        # and the other child keeps running, while the owner is told (to stop the stack)
         assert sup.child("healthy").state == ChildState.RUNNING
-        assert not sup.failed.is_set()
+        assert sup.failed.is_set() and sup.failure is not None
+        assert (sup.failure.name, sup.failure.state) == ("crasher", ChildState.GAVE_UP)
+        assert sup.failure.describe().startswith("crasher kept crashing (exit status 1)")
+    finally:
+        await sup.stop()
+
+
+async def test_an_optional_child_given_up_on_is_not_a_failure(tmp_path: Path) -> None:
+    # given a child that always crashes, not required
+    crasher = script("raise SystemExit(1)")
+    sup = Supervisor([ChildSpec("crasher", crasher, required=False)], policy=FAST)
+    await sup.start()
+    try:
+        # when it has used its restart budget, then it is given up on, quietly
+        status = await asyncio.wait_for(sup.wait_finished("crasher"), WAIT_S)
+        assert status.state == ChildState.GAVE_UP
+        assert not sup.failed.is_set() and sup.failure is None
     finally:
         await sup.stop()
 

@@ -364,6 +364,33 @@ async def test_run_stack_exits_2_with_the_message_of_a_child_that_exits_2(
     assert leftovers(mark) == {}
 
 
+async def test_run_stack_exits_1_when_a_child_is_given_up_on_after_it_was_up(
+    mark: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # given a stack that is up, with a worker that crashes once it has started
+    worker = """
+        import sys, time
+        time.sleep(0.5)
+        print("worker-1 lost its way", file=sys.stderr)
+        sys.exit(1)
+        """
+    port, stop = free_port(), asyncio.Event()
+    stack = fake_stack(mark, port, worker=worker)
+    # when it keeps crashing past the restart budget
+    code = await asyncio.wait_for(
+        run_stack(stack, f"http://127.0.0.1:{port}", stop, policy=FAST), WAIT_S
+    )
+    # then up says so and exits 1 rather than run half a stack, and stopped the rest
+    captured = capsys.readouterr()
+    assert "pitchside is up" in captured.out
+    assert code == 1
+    assert (
+        "pitchside up: worker-1 kept crashing (exit status 1); gave up: worker-1 lost its way; "
+        "stopping every service"
+    ) in captured.err
+    assert leftovers(mark) == {}
+
+
 async def test_run_stack_stops_everything_when_stopped_during_start_up(mark: str) -> None:
     # given a gateway that never becomes ready
     port, stop = free_port(), asyncio.Event()
