@@ -1,7 +1,9 @@
 """The stream registry (``pitchside:streams``): read and write StreamInfo entries.
 
-Ingest owns the entry of a stream it runs and is its only writer while the stream is active;
-the gateway reads it and removes it on DELETE. Writes replace the whole JSON value.
+Ingest owns the entry of a stream it runs (named in its ``owner``) and is its only writer
+while the stream is active, but for another ingest instance marking it failed once the owner's
+heartbeat is gone ("ingest lost"); the gateway reads it and removes it on DELETE. Writes
+replace the whole JSON value.
 """
 
 from __future__ import annotations
