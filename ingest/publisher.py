@@ -20,11 +20,13 @@ Trimming never reaches an unprocessed entry: ``MAXLEN ~`` is at least
 Redis going away never ends the stream. Live: the frames that come meanwhile are dropped
 (counted, reason ``bus_lost``) and publishing is tried again after a backoff. Analyse: the
 publisher waits for Redis, and keeps every frame it published that the workers have not
-finished (what each look at the backlog does not show as acknowledged: at most about two
-``analyse_max_lag``), so that when Redis comes back without its data (a new bus epoch,
-:mod:`pitchside.bus`) it creates the stream and group again and publishes those frames again,
-in order, before the next. Their results go to the store under their ``seq``, where a frame
-already stored is kept as it was: no frame is lost, none recorded twice.
+finished (what the last look at the backlog did not show as acknowledged: at most about two
+``analyse_max_lag``, a few of them perhaps finished since), so that when Redis comes back without its data (a new bus epoch,
+:mod:`pitchside.bus`, looked at after an outage and whenever the group is missing: a restart
+within redis-py's retries shows as nothing else) it creates the stream and group again and
+publishes those frames again, in order, before the next. Their results go to the store under
+their ``seq``, where a frame already stored is kept as it was: no frame is lost, none is
+recorded twice.
 """
 
 from __future__ import annotations
@@ -211,11 +213,12 @@ class FramePublisher:
             self._ids.clear()
             self._unfinished.clear()
             self._room, self._looked = 0, False
-            try:
-                await self._redis.xgroup_create(self._key, WORKERS_GROUP, id="0", mkstream=True)
-            except ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
+            # What this stream holds now was added since Redis lost its data: it is among the
+            # frames published again, so it goes, and the stream starts over in seq order.
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.delete(self._key)
+                pipe.xgroup_create(self._key, WORKERS_GROUP, id="0", mkstream=True)
+                await pipe.execute()
             for frame in frames:
                 await self._add(frame)
             log.warning(
@@ -270,6 +273,8 @@ class FramePublisher:
 
     async def _wait_for_room(self) -> bool:
         while not self._stop.is_set():
+            if self._suspect:
+                await self._restore()
             if self._room > 0:
                 return True
             if self._looked:
@@ -287,7 +292,9 @@ class FramePublisher:
         )
 
     def _no_group(self, reason: str) -> int:
-        self._group_missing = True
+        # Deleted, or Redis lost its data without this client seeing it go (a restart
+        # within redis-py's retries): the epoch says which, before the next look.
+        self._group_missing = self._suspect = True
         if not self._warned_no_group:
             self._warned_no_group = True
             log.warning(

@@ -109,6 +109,7 @@ class IngestService:
         self._bus = BusWait(name)
         self._epoch = ""  # of the bus the group, the beat and the streams were written to
         self._connected_at = time.monotonic()  # since when Redis answers (after an outage)
+        self._group_lost = False  # the control group was missing: Redis may have lost its data
 
     @property
     def running(self) -> list[str]:
@@ -138,7 +139,7 @@ class IngestService:
 
     async def _serve_once(self, beat: Heartbeat) -> None:
         """Read and handle the next commands, and sweep; first, after an outage, restore."""
-        if self._bus.lost:
+        if self._bus.lost or self._group_lost:
             await self._restore(beat)
         for entry_id, fields in await self._read():
             await self._handle(entry_id, fields)
@@ -149,6 +150,7 @@ class IngestService:
 
     async def _restore(self, beat: Heartbeat) -> None:
         """Redis answers again: when it lost its data, write again what this service owns."""
+        self._group_lost = False
         epoch = await bus_epoch(self._redis)
         if epoch == self._epoch:
             return
@@ -230,6 +232,7 @@ class IngestService:
                 raise
             log.warning("control stream or group vanished; creating it again")
             await self._ensure_group()
+            self._group_lost = True
             return []
         return [entry for _key, entries in stream_entries(reply) for entry in entries]
 
