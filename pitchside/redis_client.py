@@ -12,18 +12,27 @@ and the client name are the same everywhere:
 - a few retries with jittered exponential backoff on connection errors and timeouts, so a
   Redis restart or a failover costs a pause, not a crash;
 - ``CLIENT SETNAME`` with the service instance's name, so ``CLIENT LIST`` says who is who.
+
+``REDIS_URL`` may also name a Sentinel deployment:
+``redis+sentinel://[user:password@]host:port[,host:port...]/service[/db]`` (``rediss+sentinel``
+for TLS to the master). The client asks the sentinels for the master of ``service`` and again
+after a failover; the credentials are the master's.
 """
 
 from __future__ import annotations
 
 import re
-from typing import cast
+from typing import Any, cast
+from urllib.parse import unquote, urlsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from pitchside.errors import SettingsError
 
 #: One stream entry as a bytes client returns it from XRANGE/XREAD/XREADGROUP: (id, fields).
 Entry = tuple[bytes, dict[bytes, bytes]]
@@ -37,21 +46,62 @@ BACKOFF_CAP_S = 1.0
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.:-]")  # CLIENT SETNAME refuses spaces
 
 
+SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
+
+
 def connect(url: str, client_name: str) -> Redis:
-    """A client on ``url`` (``redis://``, ``rediss://`` or ``unix://``), bytes replies.
+    """A client on ``url`` (``redis://``, ``rediss://``, ``unix://`` or a Sentinel URL, see
+    the module docstring), bytes replies.
 
     Args:
         url: the bus; may hold credentials, so it is never logged here.
         client_name: the service instance, e.g. ``worker-host-1234``.
+
+    Raises:
+        SettingsError: a Sentinel URL without sentinels or service name.
     """
-    return Redis.from_url(
-        url,
-        socket_timeout=None,
-        socket_connect_timeout=CONNECT_TIMEOUT_S,
-        health_check_interval=HEALTH_CHECK_S,
-        retry=Retry(ExponentialWithJitterBackoff(BACKOFF_CAP_S, BACKOFF_BASE_S), RETRIES),
-        retry_on_error=[RedisConnectionError, RedisTimeoutError],
-        client_name=_NAME_UNSAFE.sub("_", client_name)[:128],
+    options: dict[str, Any] = {
+        "socket_timeout": None,
+        "socket_connect_timeout": CONNECT_TIMEOUT_S,
+        "health_check_interval": HEALTH_CHECK_S,
+        "retry": Retry(ExponentialWithJitterBackoff(BACKOFF_CAP_S, BACKOFF_BASE_S), RETRIES),
+        "retry_on_error": [RedisConnectionError, RedisTimeoutError],
+        "client_name": _NAME_UNSAFE.sub("_", client_name)[:128],
+    }
+    if url.split("://", 1)[0].lower() in SENTINEL_SCHEMES:
+        return _sentinel_master(url, options)
+    return Redis.from_url(url, **options)
+
+
+def _sentinel_master(url: str, options: dict[str, Any]) -> Redis:
+    """The client of a Sentinel URL's master, found through its sentinels."""
+    parts = urlsplit(url)
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    username, _, password = userinfo.partition(":")
+    path = [p for p in parts.path.split("/") if p]
+    sentinels = []
+    for host in filter(None, hosts.split(",")):
+        name, _, port = host.rpartition(":")
+        if not name or not port.isdigit():
+            raise SettingsError(f"REDIS_URL: a sentinel must be host:port, got {host!r}")
+        sentinels.append((name.strip("[]"), int(port)))
+    if not sentinels or not path or len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
+        raise SettingsError(
+            "REDIS_URL: a Sentinel URL is redis+sentinel://[user:password@]host:port"
+            "[,host:port...]/service[/db]"
+        )
+    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        sentinels, sentinel_kwargs={"socket_connect_timeout": CONNECT_TIMEOUT_S}, **options
+    )
+    return cast(
+        Redis,
+        sentinel.master_for(
+            unquote(path[0]),
+            db=int(path[1]) if len(path) == 2 else 0,
+            username=unquote(username) or None,
+            password=unquote(password) or None,
+            ssl=parts.scheme.lower().startswith("rediss"),
+        ),
     )
 
 
