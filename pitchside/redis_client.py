@@ -13,7 +13,11 @@ and the client name are the same everywhere:
   Redis restart or a failover costs a pause, not a crash;
 - ``CLIENT SETNAME`` with the service instance's name, so ``CLIENT LIST`` says who is who.
 
-``REDIS_URL`` may also name a Sentinel deployment:
+``REDIS_URL`` may also name a Redis Cluster, ``redis+cluster://host:port[,host:port...]``
+(``rediss+cluster`` for TLS; the nodes to start from, the client finds the rest): every key a
+stream uses carries the stream id as its hash tag, so each stream lives on one shard and the
+streams spread over all of them; whoever reads several streams at once reads them one hash
+slot at a time (:func:`slot_groups`). Or a Sentinel deployment:
 ``redis+sentinel://[user:password@]host:port[,host:port...]/service[/db]`` (``rediss+sentinel``
 for TLS to the master). The client asks the sentinels for the master of ``service`` and again
 after a failover; the credentials are the master's.
@@ -22,13 +26,16 @@ after a failover; the credentials are the master's.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -47,6 +54,7 @@ _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.:-]")  # CLIENT SETNAME refuses spaces
 
 
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 
 
 def connect(url: str, client_name: str) -> Redis:
@@ -68,9 +76,59 @@ def connect(url: str, client_name: str) -> Redis:
         "retry_on_error": [RedisConnectionError, RedisTimeoutError],
         "client_name": _NAME_UNSAFE.sub("_", client_name)[:128],
     }
-    if url.split("://", 1)[0].lower() in SENTINEL_SCHEMES:
+    scheme = url.split("://", 1)[0].lower()
+    if scheme in SENTINEL_SCHEMES:
         return _sentinel_master(url, options)
+    if scheme in CLUSTER_SCHEMES:
+        return _cluster(url, options)
     return Redis.from_url(url, **options)
+
+
+def is_cluster(redis: Redis) -> bool:
+    """Whether ``redis`` is a Redis Cluster client (from a ``redis+cluster://`` URL)."""
+    return isinstance(redis, RedisCluster)
+
+
+def slot_groups(keys: Sequence[str]) -> list[list[str]]:
+    """``keys`` grouped by hash slot, in order of first appearance: a cluster refuses one
+    command over keys of different slots."""
+    groups: dict[int, list[str]] = {}
+    for key in keys:
+        groups.setdefault(key_slot(key.encode()), []).append(key)
+    return list(groups.values())
+
+
+def _cluster(url: str, options: dict[str, Any]) -> Redis:
+    """The client of a cluster URL's nodes (typed as a plain client: the commands pitchside
+    sends are the same, each on keys of one slot)."""
+    parts = urlsplit(url)
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    username, _, password = userinfo.partition(":")
+    nodes = [ClusterNode(host, port) for host, port in _hosts(hosts, "a cluster node")]
+    if not nodes:
+        raise SettingsError("REDIS_URL: a cluster URL is redis+cluster://host:port[,host:port...]")
+    client = RedisCluster(
+        startup_nodes=nodes,
+        username=unquote(username) or None,
+        password=unquote(password) or None,
+        ssl=_is_tls(parts.scheme),
+        **options,
+    )
+    return cast(Redis, client)
+
+
+def _is_tls(scheme: str) -> bool:
+    return scheme.lower().startswith("rediss")
+
+
+def _hosts(hosts: str, what: str) -> list[tuple[str, int]]:
+    found = []
+    for host in filter(None, hosts.split(",")):
+        name, _, port = host.rpartition(":")
+        if not name or not port.isdigit():
+            raise SettingsError(f"REDIS_URL: {what} must be host:port, got {host!r}")
+        found.append((name.strip("[]"), int(port)))
+    return found
 
 
 def _sentinel_master(url: str, options: dict[str, Any]) -> Redis:
@@ -79,12 +137,7 @@ def _sentinel_master(url: str, options: dict[str, Any]) -> Redis:
     userinfo, _, hosts = parts.netloc.rpartition("@")
     username, _, password = userinfo.partition(":")
     path = [p for p in parts.path.split("/") if p]
-    sentinels = []
-    for host in filter(None, hosts.split(",")):
-        name, _, port = host.rpartition(":")
-        if not name or not port.isdigit():
-            raise SettingsError(f"REDIS_URL: a sentinel must be host:port, got {host!r}")
-        sentinels.append((name.strip("[]"), int(port)))
+    sentinels = _hosts(hosts, "a sentinel")
     if not sentinels or not path or len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
         raise SettingsError(
             "REDIS_URL: a Sentinel URL is redis+sentinel://[user:password@]host:port"
@@ -100,7 +153,7 @@ def _sentinel_master(url: str, options: dict[str, Any]) -> Redis:
             db=int(path[1]) if len(path) == 2 else 0,
             username=unquote(username) or None,
             password=unquote(password) or None,
-            ssl=parts.scheme.lower().startswith("rediss"),
+            ssl=_is_tls(parts.scheme),
         ),
     )
 

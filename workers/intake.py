@@ -11,7 +11,8 @@ group of each, and turns Redis replies into :class:`~workers.batch.Frame` object
   deliver those entries again;
 - every ``claim_interval`` it takes over entries a dead worker left pending (``XAUTOCLAIM``);
   live ones are stale by then and only acknowledged;
-- it reads with one ``XREADGROUP`` over all streams;
+- it reads with one ``XREADGROUP`` over all streams (on a Redis Cluster, one per hash slot:
+  each stream's keys share its own slot);
 - it applies the live skip policy (the newest entry per live stream is kept, the older ones
   are acknowledged at once and counted) and cuts the next batch from what it has read.
 
@@ -32,6 +33,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from pitchside import registry
+from pitchside.redis_client import is_cluster, slot_groups
 from pitchside.schema import (
     WORKERS_GROUP,
     Mode,
@@ -77,6 +79,7 @@ class Intake:
         self._next_claim = 0.0
         self._claim_interval_s = max(REFRESH_S, settings.claim_idle_ms / 2000)
         self._block_ms = max(1, int(settings.batch_timeout_ms))
+        self._per_slot = is_cluster(redis)  # a cluster refuses one read over many slots
 
     @property
     def backlog(self) -> int:
@@ -160,13 +163,26 @@ class Intake:
             if not self._backlog:  # nothing to read or prepare: do not spin
                 await asyncio.sleep(self._block_ms / 1000)
             return
+        count = LIVE_READ_COUNT if live else self.settings.batch_max
+        block = None if self._backlog else self._block_ms
+        groups = slot_groups(keys) if self._per_slot else [keys]
+        if len(groups) == 1:
+            replies = [await self._read_group(groups[0], count, block)]
+        else:
+            # A cluster: one command per hash slot. Each looks without blocking, side by
+            # side; only when none found anything does the intake wait, as a block would.
+            replies = await asyncio.gather(*(self._read_group(g, count, None) for g in groups))
+            if block and not any(replies):
+                await asyncio.sleep(block / 1000)
+        for reply in replies:
+            self._add(reply)
+
+    async def _read_group(self, keys: list[str], count: int, block: int | None) -> list[Any]:
+        """One XREADGROUP over ``keys`` (of one hash slot, on a cluster): the reply's
+        (key, entries) pairs; none when a stream lost its group (joined again soon)."""
         try:
             reply = await self.redis.xreadgroup(
-                WORKERS_GROUP,
-                self.name,
-                {key: ">" for key in keys},
-                count=LIVE_READ_COUNT if live else self.settings.batch_max,
-                block=None if self._backlog else self._block_ms,
+                WORKERS_GROUP, self.name, {key: ">" for key in keys}, count=count, block=block
             )
         except ResponseError as exc:
             if "NOGROUP" not in str(exc):
@@ -175,8 +191,8 @@ class Intake:
             self._grouped.clear()
             self._recovered.clear()
             self._next_refresh = 0.0
-            return
-        self._add(reply.items() if isinstance(reply, dict) else reply or [])
+            return []
+        return list(reply.items() if isinstance(reply, dict) else reply or [])
 
     def _add(self, reply: Iterable[Any]) -> None:
         dequeue_ns = now_ns()
