@@ -5,25 +5,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
 
 from gateway import hub
 from pitchside.schema import STREAMS_KEY
-from tests.integration.test_ws import (  # noqa: F401 (fixtures)
+from pitchside.settings import Settings
+from tests.integration.test_ws import (
     Gateway,
     closed,
     every_other_frame,
-    gateway,
     hello,
     live_stream,
     recv_json,
+    serve,
     viewer,
-    ws_settings,
 )
 
 FRAMES = 15  # at 20 a second: longer than the hub's registry poll (REGISTRY_POLL_S)
+
+
+@pytest.fixture(name="gateway")
+async def gateway_fixture(settings: Settings, redis: Redis) -> AsyncIterator[Gateway]:
+    async with serve(settings.replace(ws_queue=4, control_timeout_s=0.2)) as running:
+        yield running
 
 
 async def test_a_viewer_stays_while_its_entry_is_away_for_less_than_the_grace(
