@@ -355,10 +355,12 @@ async def _watch(
 
 
 def pipeline_settings(settings: Settings, config: BenchConfig, data_dir: Path) -> Settings:
-    """The environment's settings with the benchmark's model, threads, Redis and data folder."""
+    """The environment's settings with the benchmark's model, threads, Redis and data folder,
+    and no access control: the stack is the benchmark's own, on a loopback port."""
     return settings.replace(
         model=str(config.model), imgsz=config.imgsz, threads=config.threads, port=0,
         data_dir=data_dir, redis_url=None, media_allow=(str(config.clip),),
+        token=None, viewer_token=None, metrics_auth=False, health_auth=False,
     )  # fmt: skip
 
 

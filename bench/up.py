@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 
 from pitchside.errors import BenchError
+from pitchside.settings import ACCESS_VARIABLES
 
 START_S = 180.0  # `pitchside up` answers /readyz by then, on 2 busy cores
 
@@ -29,7 +30,8 @@ def pitchside_up(
     data_dir: Path, log_path: Path, **variables: str
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """``pitchside up`` with ``variables`` (``PITCHSIDE_*``) over this process's environment,
-    without ``REDIS_URL`` and ``DATABASE_URL`` (the stack's own Redis and SQLite); yields its
+    without ``REDIS_URL`` and ``DATABASE_URL`` (the stack's own Redis and SQLite) and without
+    the access-control variables (``ACCESS_VARIABLES``: no token on a private stack); yields its
     URL and its process once ``/readyz`` answers, and stops it (SIGINT) on the way out.
 
     Raises:
@@ -38,7 +40,9 @@ def pitchside_up(
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
+    # Its own stack on loopback: no access control, whatever this environment asks of a gateway.
+    dropped = ("REDIS_URL", "DATABASE_URL", *ACCESS_VARIABLES)
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
     env.update(
         PITCHSIDE_PORT=str(port), PITCHSIDE_DATA_DIR=str(data_dir), PITCHSIDE_LOG_LEVEL="WARNING",
     )  # fmt: skip

@@ -15,7 +15,8 @@ import asyncio
 import html
 import json
 import logging
-from collections.abc import AsyncIterator, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from http import HTTPStatus
 from pathlib import Path
@@ -37,15 +38,20 @@ from gateway import (
     routes_history,
     routes_jobs,
     routes_predict,
+    routes_session,
     routes_streams,
     routes_uploads,
     routes_whip,
     routes_workers,
     ws,
 )
+from gateway.auth import REALM
+from gateway.auth import install as install_access_control
 from gateway.hub import Hub
 from gateway.jobs import JobKeeper
+from gateway.limits import BodyLimit
 from gateway.metrics import Metrics
+from gateway.openapi_errors import document_errors
 from gateway.predictor import Predictor
 from pitchside.errors import PitchsideError, SettingsError
 from pitchside.redis_client import connect
@@ -71,9 +77,9 @@ class State(TypedDict):
     renders: dict[str, asyncio.Lock]  # job id -> held while its annotated video renders
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> FastAPI:
     """The gateway app. ``settings.redis_url`` must be set (``__main__`` starts an embedded
-    Redis when it is not).
+    Redis when it is not). ``clock`` (epoch s) dates the session cookies (tests pass theirs).
 
     Raises:
         SettingsError: ``settings.redis_url`` is None.
@@ -114,6 +120,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(RedisError, _redis_error)
     app.add_exception_handler(Exception, _internal_error)
+    app.add_middleware(BodyLimit)  # 413 for a body over 64 KiB, but where a route streams it
+    auth = install_access_control(app, settings, clock)  # tokens, origins, CORS: runs first
+    document_errors(app)  # the OpenAPI document names the error shape above for every error
     app.include_router(routes_streams.router)
     app.include_router(routes_health.router)
     app.include_router(routes_workers.router)
@@ -124,6 +133,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(routes_uploads.router)
     app.include_router(routes_jobs.router)
     app.include_router(routes_config.router)
+    app.include_router(routes_session.router_for(auth))
     app.include_router(ws.router)
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
 
@@ -152,7 +162,8 @@ async def _pitchside_error(request: Request, exc: Exception) -> JSONResponse:
     err = exc if isinstance(exc, PitchsideError) else PitchsideError(str(exc))
     if err.status >= 500:
         log.warning("%s %s answered %d: %s", request.method, request.url.path, err.status, err)
-    return problem(err.status, err.code, str(err))
+    headers = {"WWW-Authenticate": REALM} if err.status == 401 else None
+    return problem(err.status, err.code, str(err), headers=headers)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:

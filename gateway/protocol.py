@@ -40,6 +40,8 @@ CLOSE_NORMAL = 1000  # the stream ended, failed, stopped or was deleted; see the
 CLOSE_GOING_AWAY = 1001  # the gateway shuts down
 CLOSE_INTERNAL = 1011  # the gateway lost Redis or hit a bug
 CLOSE_BAD_REQUEST = 4400  # a query parameter is invalid
+CLOSE_UNAUTHORIZED = 4401  # the gateway needs a token and none (or a wrong one) came
+CLOSE_FORBIDDEN = 4403  # the page's origin may not open viewer WebSockets
 CLOSE_UNKNOWN_STREAM = 4404  # no stream with this id
 
 _REASON_MAX_BYTES = 123  # RFC 6455: a close frame's payload is at most 125 bytes

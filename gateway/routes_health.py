@@ -11,7 +11,7 @@ import logging
 from typing import TYPE_CHECKING, Any, cast
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -75,7 +75,12 @@ def _not_ready(detail: str, **counts: Any) -> JSONResponse:
     )
 
 
-@router.get("/metrics", summary="Prometheus metrics of this gateway process")
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics of this gateway process",
+    response_class=PlainTextResponse,  # so the document says text/plain, as the answer is
+    responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {}}}},
+)
 async def metrics(request: Request) -> Response:
     state = _state(request)
     await refresh(state["redis"], state["metrics"])

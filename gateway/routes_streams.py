@@ -90,9 +90,13 @@ async def list_streams(request: Request) -> StreamList:
     return StreamList(streams=await registry.get_all(_state(request)["redis"]))
 
 
-@router.get("/{sid}", summary="One stream", responses={404: _ERROR})
+@router.get(
+    "/{sid}",
+    summary="One stream",
+    responses={404: _ERROR, 422: _ERROR | {"description": "not a stream id"}},
+)
 async def get_stream(sid: str, request: Request) -> StreamInfo:
-    return await registry.get(_state(request)["redis"], sid)
+    return await registry.get(_state(request)["redis"], validate_sid(sid))
 
 
 @router.post(
@@ -141,12 +145,16 @@ async def start_stream(body: StartRequest, request: Request, response: Response)
     "/{sid}",
     status_code=204,
     summary="Stop a stream (if it runs), close its viewers and remove it with its data",
-    responses={404: _ERROR, 503: _ERROR | {"description": "ingest did not answer the stop"}},
+    responses={
+        404: _ERROR,
+        422: _ERROR | {"description": "not a stream id"},
+        503: _ERROR | {"description": "ingest did not answer the stop"},
+    },
 )
 async def delete_stream(sid: str, request: Request) -> Response:
     state = _state(request)
     redis, settings, metrics = state["redis"], state["settings"], state["metrics"]
-    info = await registry.get(redis, sid)
+    info = await registry.get(redis, validate_sid(sid))
     if info.state.active:
         try:
             reply = await control.stop(redis, sid, settings.control_timeout_s)

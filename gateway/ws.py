@@ -33,6 +33,9 @@ router = APIRouter()
 
 _FRAMES_VALUES = {"1": True, "true": True, "0": False, "false": False}
 STATS_INTERVAL_S = 1.0  # a stats event to each viewer this often
+# A viewer that takes no message for this long (its socket buffers full: it stopped reading)
+# is let go: the hub drops frames for it meanwhile, but its sender and its place would stay.
+SEND_TIMEOUT_S = 5.0
 
 
 def _state(websocket: WebSocket) -> State:
@@ -105,6 +108,18 @@ async def _serve(
 
 
 async def _send_loop(websocket: WebSocket, viewer: Viewer, metrics: Metrics) -> None:
+    try:
+        await _send_all(websocket, viewer, metrics)
+    except TimeoutError:
+        log.warning(
+            "viewer of %s took no message for %.0f s; letting it go", viewer.sid, SEND_TIMEOUT_S,
+            extra={"sid": viewer.sid},
+        )  # fmt: skip
+
+
+async def _send_all(websocket: WebSocket, viewer: Viewer, metrics: Metrics) -> None:
+    """Send the viewer's messages until its stream closes it; TimeoutError when one send
+    takes longer than SEND_TIMEOUT_S."""
     loop = asyncio.get_running_loop()
     stats_at = loop.time() + STATS_INTERVAL_S
     while True:
@@ -116,18 +131,20 @@ async def _send_loop(websocket: WebSocket, viewer: Viewer, metrics: Metrics) -> 
             pass
         if loop.time() >= stats_at and not isinstance(item, Closing):
             stats_at = loop.time() + STATS_INTERVAL_S
-            await websocket.send_text(protocol.stats_event(viewer.sid, viewer.stats.snapshot()))
+            async with asyncio.timeout(SEND_TIMEOUT_S):
+                await websocket.send_text(protocol.stats_event(viewer.sid, viewer.stats.snapshot()))
         if item is None:
             continue
-        if isinstance(item, Closing):
-            if item.event is not None:
-                await websocket.send_text(item.event)
-            await websocket.close(item.code, item.reason)
-            return
-        if isinstance(item.payload, bytes):
-            await websocket.send_bytes(item.payload)
-        else:
-            await websocket.send_text(item.payload)
+        async with asyncio.timeout(SEND_TIMEOUT_S):
+            if isinstance(item, Closing):
+                if item.event is not None:
+                    await websocket.send_text(item.event)
+                await websocket.close(item.code, item.reason)
+                return
+            if isinstance(item.payload, bytes):
+                await websocket.send_bytes(item.payload)
+            else:
+                await websocket.send_text(item.payload)
         sent_ns = now_ns()
         metrics.sent_to_viewer(viewer.sid, item.ts_capture, sent_ns)
         viewer.stats.sent(item.ts_capture, sent_ns)

@@ -19,9 +19,9 @@ Trimming never reaches an unprocessed entry: ``MAXLEN ~`` is at least
 
 Redis going away never ends the stream. Live: the frames that come meanwhile are dropped
 (counted, reason ``bus_lost``) and publishing is tried again after a backoff. Analyse: the
-publisher waits for Redis, and keeps every frame it published that the workers have not
-finished (what the last look at the backlog did not show as acknowledged: at most about two
-``analyse_max_lag``, a few of them perhaps finished since), so that when Redis comes back without its data (a new bus epoch,
+publisher waits for Redis, and keeps every frame it published that the workers had not
+finished at its last look at the backlog (at most about two ``analyse_max_lag``, a few of them
+perhaps finished since), so that when Redis comes back without its data (a new bus epoch,
 :mod:`pitchside.bus`, looked at after an outage and whenever the group is missing: a restart
 within redis-py's retries shows as nothing else) it creates the stream and group again and
 publishes those frames again, in order, before the next. Their results go to the store under

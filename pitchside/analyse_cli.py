@@ -5,6 +5,7 @@ It talks to the gateway's REST API only (``--url``, default the ``pitchside up``
 ``POST /api/uploads`` (the file streamed from disk), ``POST /api/jobs``, ``GET
 /api/jobs/{id}`` every half second, then the job's ``results.jsonl``, ``results.csv`` and,
 unless ``--no-video``, the annotated ``video.mp4`` into ``--out``. Ctrl-C cancels the job.
+With ``PITCHSIDE_TOKEN`` (or ``PITCHSIDE_TOKEN_FILE``) set, every request carries it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import IO, Any
 import httpx
 
 from pitchside.errors import ExitCode, InvalidRequestError, PitchsideError
-from pitchside.settings import Settings
+from pitchside.settings import Settings, auth_headers
 
 POLL_S = 0.5
 CHUNK = 1 << 20
@@ -54,7 +55,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     out: Path = args.out or path.with_name(f"{path.stem}-results")
     host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
     base = (args.url or f"http://{host}:{settings.port}").rstrip("/")
-    with httpx.Client(base_url=base, timeout=args.timeout) as client:
+    headers = auth_headers(settings)  # PITCHSIDE_TOKEN or its file, when the gateway asks one
+    with httpx.Client(base_url=base, timeout=args.timeout, headers=headers) as client:
         upload = _upload(client, path)
         job = _call(client, "POST", "/api/jobs", "starting the job", json={"upload": upload["id"]})
         try:

@@ -64,6 +64,25 @@ class ForbiddenError(PitchsideError):
     code = "forbidden"
 
 
+class UnauthorizedError(PitchsideError):
+    """A request to a gateway that asks for a token came without a valid one."""
+
+    status = 401
+    code = "unauthorized"
+
+
+class ReadOnlyError(ForbiddenError):
+    """A viewer (read-only) token asked to change something: only the operator's may."""
+
+    code = "read_only"
+
+
+class OriginNotAllowedError(ForbiddenError):
+    """A browser page of a foreign origin asked for what only the gateway's own pages may."""
+
+    code = "origin_not_allowed"
+
+
 class DatasetError(InvalidRequestError):
     """A training or evaluation data set is missing, unreadable or not YOLO-format."""
 

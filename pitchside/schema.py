@@ -56,9 +56,10 @@ SID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 def validate_sid(sid: str) -> str:
     """Return ``sid`` if it is a valid stream id, else raise InvalidRequestError."""
     if not SID_PATTERN.match(sid):
+        shown = sid if len(sid) <= 64 else f"{sid[:64]}..."  # whatever length was sent
         raise InvalidRequestError(
             "stream id must be 1-63 characters of a-z, 0-9, '-' or '_', starting with a "
-            f"letter or digit; got {sid!r}"
+            f"letter or digit; got {shown!r}"
         )
     return sid
 

@@ -27,6 +27,12 @@ REPO_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_MODEL_NAME = "pitchside-football.onnx"
 
 
+def auth_headers(settings: Settings) -> dict[str, str]:
+    """The headers a client of the gateway sends: ``Authorization: Bearer`` with the
+    operator's token (``PITCHSIDE_TOKEN`` or its file) when one is set, else none."""
+    return {"Authorization": f"Bearer {settings.token}"} if settings.token else {}
+
+
 def usable_cores() -> int:
     """CPU cores this process may run on (its affinity mask, e.g. a container's cpuset)."""
     if hasattr(os, "sched_getaffinity"):
@@ -136,9 +142,28 @@ class Settings:
     metrics_max_streams: int = 100  # PITCHSIDE_METRICS_MAX_STREAMS; the rest: stream="other"
     grafana_url: str | None = None  # PITCHSIDE_GRAFANA_URL; the viewer links there; None: no link
 
+    # Access control (gateway/auth.py). Tokens are not in repr(): they must never reach a log.
+    token: str | None = dataclasses.field(default=None, repr=False)  # PITCHSIDE_TOKEN(_FILE)
+    viewer_token: str | None = dataclasses.field(default=None, repr=False)  # ..._VIEWER_TOKEN
+    session_ttl_s: float = 3600.0  # PITCHSIDE_SESSION_TTL_S; a browser session cookie's life
+    cors_origins: tuple[str, ...] = ()  # PITCHSIDE_CORS_ORIGINS; () sends no CORS header
+    ws_origins: tuple[str, ...] | None = None  # PITCHSIDE_WS_ORIGINS; None: the CORS origins
+    metrics_auth: bool = False  # PITCHSIDE_METRICS_AUTH; /metrics needs a token too
+    health_auth: bool = False  # PITCHSIDE_HEALTH_AUTH; /healthz and /readyz need a token too
+
     # Logging
     log_level: str = "INFO"  # PITCHSIDE_LOG_LEVEL
     log_json: bool = False  # PITCHSIDE_LOG_JSON
+
+    @property
+    def auth_enabled(self) -> bool:
+        """Whether the gateway asks for a token (``PITCHSIDE_TOKEN`` or its file is set)."""
+        return self.token is not None
+
+    @property
+    def websocket_origins(self) -> tuple[str, ...]:
+        """Foreign origins whose pages may open a viewer WebSocket (besides the gateway's own)."""
+        return self.cors_origins if self.ws_origins is None else self.ws_origins
 
     @property
     def model_uri(self) -> str:
@@ -238,6 +263,17 @@ class Settings:
             metrics_port=r.get("PITCHSIDE_METRICS_PORT", int, 0, lo=0, hi=65535),
             metrics_max_streams=r.get("PITCHSIDE_METRICS_MAX_STREAMS", int, 100, lo=0, hi=100_000),
             grafana_url=_grafana_url(env.get("PITCHSIDE_GRAFANA_URL", "")),
+            token=_token(env, "PITCHSIDE_TOKEN"),
+            viewer_token=_token(env, "PITCHSIDE_VIEWER_TOKEN"),
+            session_ttl_s=r.get("PITCHSIDE_SESSION_TTL_S", float, 3600.0, lo=10.0, hi=604_800.0),
+            cors_origins=_origins(env.get("PITCHSIDE_CORS_ORIGINS", ""), "PITCHSIDE_CORS_ORIGINS"),
+            ws_origins=(
+                _origins(env["PITCHSIDE_WS_ORIGINS"], "PITCHSIDE_WS_ORIGINS")
+                if env.get("PITCHSIDE_WS_ORIGINS", "").strip()
+                else None
+            ),
+            metrics_auth=r.get("PITCHSIDE_METRICS_AUTH", _parse_bool, False),
+            health_auth=r.get("PITCHSIDE_HEALTH_AUTH", _parse_bool, False),
             log_level=r.choice(
                 "PITCHSIDE_LOG_LEVEL", ("DEBUG", "INFO", "WARNING", "ERROR"), "INFO"
             ),
@@ -248,6 +284,7 @@ class Settings:
                 "PITCHSIDE_RECONNECT_INITIAL_S must not exceed PITCHSIDE_RECONNECT_MAX_S, got "
                 f"{settings.reconnect_initial_s:g} and {settings.reconnect_max_s:g}"
             )
+        _check_access(settings)
         return settings
 
 
@@ -308,6 +345,100 @@ def _grafana_url(raw: str) -> str | None:
             f"(the viewer adds /d/<dashboard>?var-stream=...), got {url!r}"
         )
     return url.rstrip("/")
+
+
+#: The variables of access control; a private stack (the benchmarks') sets them all empty.
+ACCESS_VARIABLES = (
+    "PITCHSIDE_TOKEN", "PITCHSIDE_TOKEN_FILE", "PITCHSIDE_VIEWER_TOKEN",
+    "PITCHSIDE_VIEWER_TOKEN_FILE", "PITCHSIDE_METRICS_AUTH", "PITCHSIDE_HEALTH_AUTH",
+)  # fmt: skip
+TOKEN_MIN_CHARS = 16
+TOKEN_MAX_CHARS = 4096
+_TOKEN_HINT = 'e.g. python3 -c "import secrets; print(secrets.token_urlsafe(32))"'
+
+
+def _token(env: Mapping[str, str], name: str) -> str | None:
+    """A token from ``name`` or from the file ``name_FILE`` names (its trailing newline
+    stripped), or None when neither is set. Messages never echo a token."""
+    raw = env.get(name) or None
+    path = (env.get(f"{name}_FILE") or "").strip()
+    if raw is not None and path:
+        raise SettingsError(f"set {name} or {name}_FILE, not both")
+    source = name
+    if path:
+        source = f"{name}_FILE ({path})"
+        try:
+            raw = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8"
+            raise SettingsError(
+                f"{name}_FILE names a file that cannot be read: {path}: {reason}"
+            ) from None
+        if not raw:
+            raise SettingsError(f"{name}_FILE names an empty file: {path}")
+    if raw is None:
+        return None
+    if not all("!" <= c <= "~" for c in raw):
+        raise SettingsError(
+            f"{source} must be printable ASCII without spaces (it travels in an HTTP header), "
+            f"got {len(raw)} characters that are not; {_TOKEN_HINT}"
+        )
+    if not TOKEN_MIN_CHARS <= len(raw) <= TOKEN_MAX_CHARS:
+        raise SettingsError(
+            f"{source} must be {TOKEN_MIN_CHARS} to {TOKEN_MAX_CHARS} characters long, got "
+            f"{len(raw)}; {_TOKEN_HINT}"
+        )
+    return raw
+
+
+def _origins(raw: str, name: str) -> tuple[str, ...]:
+    """A comma list of web origins (``scheme://host[:port]``), or ``*`` for any origin."""
+    origins = []
+    for part in (p.strip() for p in raw.split(",") if p.strip()):
+        if part == "*":
+            origins.append(part)
+            continue
+        try:
+            parts = urlsplit(part)
+            parts.port  # noqa: B018 - parses the port: ValueError when it is no number
+        except ValueError:
+            parts = None
+        if (
+            parts is None
+            or parts.scheme.lower() not in ("http", "https")
+            or not parts.hostname
+            or "@" in parts.netloc
+            or parts.path not in ("", "/")
+            or parts.query
+            or parts.fragment
+        ):
+            raise SettingsError(
+                f"{name} must be a comma list of origins such as https://example.org or "
+                f"http://127.0.0.1:3000 (scheme, host and port only), or *, got {part!r}"
+            )
+        origins.append(f"{parts.scheme.lower()}://{parts.netloc.lower()}")
+    return tuple(dict.fromkeys(origins))
+
+
+def _check_access(settings: Settings) -> None:
+    """What the access-control settings need of each other."""
+    if settings.token is None:
+        needs = [
+            name
+            for name, given in (
+                ("PITCHSIDE_VIEWER_TOKEN", settings.viewer_token is not None),
+                ("PITCHSIDE_METRICS_AUTH", settings.metrics_auth),
+                ("PITCHSIDE_HEALTH_AUTH", settings.health_auth),
+            )
+            if given
+        ]
+        if needs:
+            raise SettingsError(
+                f"{' and '.join(needs)} need PITCHSIDE_TOKEN (or PITCHSIDE_TOKEN_FILE), the "
+                "operator's token: without it the gateway asks no one for a token"
+            )
+    elif settings.viewer_token == settings.token:
+        raise SettingsError("PITCHSIDE_VIEWER_TOKEN must differ from PITCHSIDE_TOKEN")
 
 
 def _ice_servers(raw: str) -> tuple[str, ...]:

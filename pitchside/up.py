@@ -34,7 +34,7 @@ from pitchside.embedded_redis import EmbeddedRedis
 from pitchside.errors import EmbeddedRedisError, ExitCode, ModelError, SettingsError
 from pitchside.redact import redact_url
 from pitchside.service import run_until_signalled
-from pitchside.settings import Settings
+from pitchside.settings import Settings, auth_headers
 from pitchside.supervisor import ChildSpec, ChildState, RestartPolicy, Supervisor
 
 log = logging.getLogger(__name__)
@@ -180,11 +180,13 @@ async def run_stack(
     ready_timeout_s: float = READY_TIMEOUT_S,
     policy: RestartPolicy | None = None,
     gateway: str | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> int:
     """Supervise ``specs`` until ``stop`` is set or a required child cannot run or is given up.
 
     The spec named ``gateway`` (default: the first) must answer ``base_url``/readyz with 200
     within ``ready_timeout_s``. With ``source``, one stream is started through the REST API.
+    ``headers`` go with both requests (the token, when access control is on).
     Every child is stopped before this returns, whatever happened.
 
     Returns:
@@ -194,11 +196,11 @@ async def run_stack(
     try:
         await supervisor.start()
         gateway = gateway or specs[0].name
-        code = await _until_ready(supervisor, gateway, base_url, stop, ready_timeout_s)
+        code = await _until_ready(supervisor, gateway, base_url, stop, ready_timeout_s, headers)
         if code is not None:
             return code
         if source is not None:
-            code = await _start_stream(base_url, source, loop_source)
+            code = await _start_stream(base_url, source, loop_source, headers)
             if code is not None:
                 return code
         print(f"pitchside is up: {base_url}", flush=True)
@@ -227,6 +229,7 @@ async def _up(
             loop_source=args.loop,
             ready_timeout_s=args.ready_timeout,
             gateway=specs[0].name,
+            headers=auth_headers(settings),
         )
     except EmbeddedRedisError as exc:
         return _fail(f"cannot start the embedded Redis: {exc}", ExitCode.FAILED)
@@ -237,11 +240,16 @@ async def _up(
 
 
 async def _until_ready(
-    supervisor: Supervisor, gateway: str, base_url: str, stop: asyncio.Event, timeout_s: float
+    supervisor: Supervisor,
+    gateway: str,
+    base_url: str,
+    stop: asyncio.Event,
+    timeout_s: float,
+    headers: Mapping[str, str] | None = None,
 ) -> int | None:
     """None once the gateway is ready, else the exit status to stop with."""
     first = await _first(
-        ready=asyncio.wait_for(_probe_ready(base_url), timeout_s),
+        ready=asyncio.wait_for(_probe_ready(base_url, headers), timeout_s),
         stop=stop.wait(),
         failed=supervisor.failed.wait(),
         gateway_gone=supervisor.wait_finished(gateway),
@@ -271,9 +279,9 @@ async def _until_stopped(supervisor: Supervisor, stop: asyncio.Event) -> int:
     return _fail("every service has ended; see the log above", ExitCode.FAILED)
 
 
-async def _probe_ready(base_url: str) -> None:
+async def _probe_ready(base_url: str, headers: Mapping[str, str] | None = None) -> None:
     """Return once GET /readyz answers 200. Unbounded: the caller bounds it."""
-    async with httpx.AsyncClient(timeout=2.0, trust_env=False) as client:
+    async with httpx.AsyncClient(timeout=2.0, trust_env=False, headers=headers) as client:
         while True:
             try:
                 response = await client.get(f"{base_url}/readyz")
@@ -284,11 +292,15 @@ async def _probe_ready(base_url: str) -> None:
             await asyncio.sleep(_PROBE_INTERVAL_S)
 
 
-async def _start_stream(base_url: str, source: str, loop_source: bool) -> int | None:
+async def _start_stream(
+    base_url: str, source: str, loop_source: bool, headers: Mapping[str, str] | None = None
+) -> int | None:
     """POST /api/streams; None when the stream started, else the exit status."""
     shown = redact_url(source)
     try:
-        async with httpx.AsyncClient(timeout=_HTTP_TIMEOUT_S, trust_env=False) as client:
+        async with httpx.AsyncClient(
+            timeout=_HTTP_TIMEOUT_S, trust_env=False, headers=headers
+        ) as client:
             response = await client.post(
                 f"{base_url}/api/streams", json={"source": source, "loop": loop_source}
             )

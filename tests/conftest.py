@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -26,6 +28,19 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="pitchside-tests-yolo-"))
 os.environ.setdefault("MPLCONFIGDIR", tempfile.mkdtemp(prefix="pitchside-tests-mpl-"))  # curves
+
+
+def require_tool(name: str, install: str) -> str:
+    """The path of the command-line tool ``name`` (this environment's first, then PATH);
+    without it the test is skipped, saying ``install``, unless PITCHSIDE_REQUIRE_TOOLS=1 (CI,
+    after `make tools`) makes that a failure."""
+    found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
+    if found is None:
+        message = f"{name} is not installed: {install}"
+        if os.environ.get("PITCHSIDE_REQUIRE_TOOLS") == "1":
+            pytest.fail(f"{message} (PITCHSIDE_REQUIRE_TOOLS=1 needs it)")
+        pytest.skip(message)
+    return found
 
 
 def require_asset(path: Path) -> Path:

@@ -204,6 +204,12 @@
     };
     req.onload = () => {
       if (xhr !== req) return;
+      if (req.status === 401) {
+        // The session expired (signin.js): sign in, then send the file again.
+        finish("error", `Sign in to upload ${file.name}`, "error");
+        window.pitchsideAuth.signIn().then(() => form.requestSubmit());
+        return;
+      }
       if (req.status !== 201) {
         finish("error", `Could not upload ${file.name}: `
           + describe(req.status, req.statusText, req.responseText), "error");

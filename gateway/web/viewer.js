@@ -498,7 +498,15 @@
     ws.onclose = (ev) => {
       if (view.ws !== ws) return;
       view.ws = null;
-      if (ev.code === 4404) {
+      if (ev.code === 4401) {
+        // The gateway asks for a token (signin.js): sign in, then watch again.
+        window.pitchsideAuth.signIn().then(() => {
+          if (view.sid === sid && !view.over && !view.ws) connect();
+        });
+      } else if (ev.code === 4403) {
+        view.over = true;
+        status(`This page may not watch ${sid}: ${ev.reason || "origin not allowed"} (4403)`, "error");
+      } else if (ev.code === 4404) {
         ended(sid, "deleted");
       } else if (ev.code === 1000 || view.over) {
         if (!view.over) ended(sid, "ended");

@@ -10,7 +10,7 @@ import pytest
 
 from pitchside import settings as settings_module
 from pitchside.errors import SettingsError
-from pitchside.settings import Settings, default_model_path
+from pitchside.settings import Settings, auth_headers, default_model_path
 
 
 def test_settings_from_an_empty_environment_are_the_defaults() -> None:
@@ -87,17 +87,30 @@ EVERY_VARIABLE: list[tuple[str, str, tuple[str, Any]]] = [
     ("PITCHSIDE_GRAFANA_URL", "http://127.0.0.1:3000/", ("grafana_url", "http://127.0.0.1:3000")),
     ("PITCHSIDE_LOG_LEVEL", "debug", ("log_level", "DEBUG")),
     ("PITCHSIDE_LOG_JSON", "true", ("log_json", True)),
+    ("PITCHSIDE_TOKEN", "op-token-0123456789abcdef", ("token", "op-token-0123456789abcdef")),
+    ("PITCHSIDE_VIEWER_TOKEN", "view-token-0123456789", ("viewer_token", "view-token-0123456789")),
+    ("PITCHSIDE_SESSION_TTL_S", "600", ("session_ttl_s", 600.0)),
+    ("PITCHSIDE_CORS_ORIGINS", "https://Example.org, http://127.0.0.1:3000/",
+     ("cors_origins", ("https://example.org", "http://127.0.0.1:3000"))),
+    ("PITCHSIDE_WS_ORIGINS", "*", ("ws_origins", ("*",))),
+    ("PITCHSIDE_METRICS_AUTH", "1", ("metrics_auth", True)),
+    ("PITCHSIDE_HEALTH_AUTH", "yes", ("health_auth", True)),
 ]  # fmt: skip
+OPERATOR_TOKEN = "op-token-0123456789abcdef"
+#: Variables that mean something only with the operator's token: their rows get one too.
+NEED_A_TOKEN = {"PITCHSIDE_VIEWER_TOKEN", "PITCHSIDE_METRICS_AUTH", "PITCHSIDE_HEALTH_AUTH"}
 
 
 @pytest.mark.parametrize(("variable", "raw", "expected"), EVERY_VARIABLE, ids=lambda v: str(v))
 def test_settings_parse_every_variable(variable: str, raw: str, expected: tuple[str, Any]) -> None:
-    # given one variable set
-    settings = Settings.from_env({variable: raw})
+    # given one variable set (with the operator's token, for those that need it)
+    context = {"PITCHSIDE_TOKEN": OPERATOR_TOKEN} if variable in NEED_A_TOKEN else {}
+    settings = Settings.from_env({**context, variable: raw})
     # then its field holds the parsed value and every other field keeps its default
     field, value = expected
     assert getattr(settings, field) == value
-    assert settings == Settings().replace(**{field: value})
+    fields = {"token": OPERATOR_TOKEN} if context else {}
+    assert settings == Settings().replace(**fields, **{field: value})
 
 
 def test_every_settings_field_has_a_variable_in_the_table() -> None:
@@ -158,6 +171,11 @@ BAD_VALUES: list[tuple[str, str, str]] = [
     ("PITCHSIDE_GRAFANA_URL", "http://grafana.local/#top", "without a query or fragment"),
     ("PITCHSIDE_LOG_LEVEL", "LOUD", "must be one of DEBUG, INFO, WARNING, ERROR"),
     ("PITCHSIDE_LOG_JSON", "maybe", "must be true or false"),
+    ("PITCHSIDE_SESSION_TTL_S", "5", "between 10.0 and 604800.0"),
+    ("PITCHSIDE_CORS_ORIGINS", "example.org", "comma list of origins"),
+    ("PITCHSIDE_CORS_ORIGINS", "https://example.org/viewer", "scheme, host and port only"),
+    ("PITCHSIDE_WS_ORIGINS", "ftp://example.org", "comma list of origins"),
+    ("PITCHSIDE_METRICS_AUTH", "maybe", "must be true or false"),
 ]
 
 
@@ -292,3 +310,107 @@ def test_settings_reject_a_grafana_url_with_credentials_without_echoing_them() -
     message = str(caught.value)
     assert "PITCHSIDE_GRAFANA_URL" in message and "no user or password" in message
     assert "s3cret" not in message
+
+
+# ------------------------------------------------------------------ access control
+
+
+@pytest.mark.parametrize(
+    ("raw", "says"),
+    [("short-token", "16 to 4096 characters long, got 11"),
+     ("a token with spaces in it", "printable ASCII without spaces"),
+     ("t\u00f6ken-with-umlaut-0123", "printable ASCII without spaces")],
+)  # fmt: skip
+def test_settings_reject_a_weak_or_unsendable_token_without_echoing_it(raw: str, says: str) -> None:
+    # given a token too short, or one that cannot travel in an HTTP header
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"PITCHSIDE_TOKEN": raw})
+    # then the message names the variable and the rule, and suggests a good token, never echoing
+    message = str(caught.value)
+    assert "PITCHSIDE_TOKEN" in message and says in message and "secrets.token_urlsafe" in message
+    assert raw not in message
+
+
+def test_settings_read_the_token_from_its_file_without_the_trailing_newline(
+    tmp_path: Path,
+) -> None:
+    # given token files as editors and `echo` write them, with a trailing newline
+    (tmp_path / "op").write_text(OPERATOR_TOKEN + "\n")
+    (tmp_path / "viewer").write_text("view-token-0123456789\r\n")
+    env = {
+        "PITCHSIDE_TOKEN_FILE": str(tmp_path / "op"),
+        "PITCHSIDE_VIEWER_TOKEN_FILE": str(tmp_path / "viewer"),
+    }
+    # when the settings are read
+    settings = Settings.from_env(env)
+    # then the tokens are the files' contents without the newline
+    assert settings.token == OPERATOR_TOKEN
+    assert settings.viewer_token == "view-token-0123456789"
+    assert settings.auth_enabled
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [(None, "cannot be read"), ("", "empty file"), ("\n", "empty file")],
+)
+def test_settings_reject_a_token_file_that_is_missing_or_empty(
+    tmp_path: Path, content: str | None, says: str
+) -> None:
+    path = tmp_path / "token"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"PITCHSIDE_TOKEN_FILE": str(path)})
+    message = str(caught.value)
+    assert "PITCHSIDE_TOKEN_FILE" in message and str(path) in message and says in message
+
+
+def test_settings_reject_a_token_given_both_inline_and_in_a_file(tmp_path: Path) -> None:
+    (tmp_path / "token").write_text(OPERATOR_TOKEN)
+    env = {"PITCHSIDE_TOKEN": OPERATOR_TOKEN, "PITCHSIDE_TOKEN_FILE": str(tmp_path / "token")}
+    with pytest.raises(SettingsError, match="PITCHSIDE_TOKEN or PITCHSIDE_TOKEN_FILE, not both"):
+        Settings.from_env(env)
+
+
+@pytest.mark.parametrize(
+    "env",
+    [{"PITCHSIDE_VIEWER_TOKEN": "view-token-0123456789"}, {"PITCHSIDE_METRICS_AUTH": "1"},
+     {"PITCHSIDE_HEALTH_AUTH": "true"}],
+)  # fmt: skip
+def test_settings_reject_what_needs_the_operator_token_without_it(env: dict[str, str]) -> None:
+    # given a viewer token, or protected metrics or probes, but no operator token
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(env)
+    # then the message names what was set and what it needs
+    message = str(caught.value)
+    assert next(iter(env)) in message and "need PITCHSIDE_TOKEN" in message
+    assert "view-token" not in message
+
+
+def test_settings_reject_a_viewer_token_equal_to_the_operator_token() -> None:
+    env = {"PITCHSIDE_TOKEN": OPERATOR_TOKEN, "PITCHSIDE_VIEWER_TOKEN": OPERATOR_TOKEN}
+    with pytest.raises(SettingsError, match="must differ") as caught:
+        Settings.from_env(env)
+    assert OPERATOR_TOKEN not in str(caught.value)
+
+
+def test_settings_repr_never_shows_a_token() -> None:
+    env = {"PITCHSIDE_TOKEN": OPERATOR_TOKEN, "PITCHSIDE_VIEWER_TOKEN": "view-token-0123456789"}
+    shown = repr(Settings.from_env(env))
+    assert OPERATOR_TOKEN not in shown and "view-token-0123456789" not in shown
+
+
+def test_settings_websocket_origins_default_to_the_cors_origins() -> None:
+    cors = Settings.from_env({"PITCHSIDE_CORS_ORIGINS": "https://a.example"})
+    assert cors.websocket_origins == ("https://a.example",)
+    both = Settings.from_env(
+        {"PITCHSIDE_CORS_ORIGINS": "https://a.example", "PITCHSIDE_WS_ORIGINS": "https://b.example"}
+    )
+    assert both.websocket_origins == ("https://b.example",)
+    assert Settings().websocket_origins == ()
+
+
+def test_auth_headers_carry_the_operator_token_only_when_one_is_set() -> None:
+    assert auth_headers(Settings()) == {}
+    with_token = Settings.from_env({"PITCHSIDE_TOKEN": OPERATOR_TOKEN})
+    assert auth_headers(with_token) == {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
