@@ -12,7 +12,7 @@ TORCHVISION_SHIM ?= ../shared/tools/torchvision-cpu-shim
 PIP := $(VENV)/bin/python -m pip
 INSTALL := $(PIP) install -c constraints.txt
 
-.PHONY: up test check lint types imports torch install install-dev
+.PHONY: up test check lint types imports torch install install-dev tools
 
 up: $(VENV)/.stamp-serve
 	$(VENV)/bin/pitchside up $(if $(SOURCE),--source "$(SOURCE)")
@@ -65,3 +65,14 @@ $(VENV)/.stamp-torch: constraints.txt | $(VENV)/bin/python
 $(VENV)/.stamp-dev: pyproject.toml constraints.txt $(VENV)/.stamp-torch $(VENV)/.stamp-alias
 	$(INSTALL) -e ".[train,openvino,dev]"
 	touch $@ $(VENV)/.stamp-serve
+
+# checkov (the policy scan of deploy/) pins packaging<24, which pytest cannot use: it gets a
+# virtual environment of its own, linked as .venv/bin/checkov, where the tests look for it.
+CHECKOV_VERSION := 3.3.30
+CHECKOV_VENV := $(VENV)/tools/checkov
+tools: $(VENV)/.stamp-tools
+$(VENV)/.stamp-tools: Makefile | $(VENV)/bin/python
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install -q checkov==$(CHECKOV_VERSION)
+	ln -sf ../tools/checkov/bin/checkov $(VENV)/bin/checkov
+	touch $@
