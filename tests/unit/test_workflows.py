@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import require_tool
+from tests.conftest import ASSETS, require_asset, require_tool
+from training import dataset
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS_DIR = ROOT / ".github" / "workflows"
@@ -190,3 +191,16 @@ def test_train_workflow_uses_options_pitchside_train_has() -> None:
     assert args.promote_split == "test"
     assert not args.no_promote and not args.no_export
     assert args.epochs == 3 and args.imgsz == 640
+
+
+def test_the_committed_data_set_fingerprint_is_the_training_data_set() -> None:
+    # given training/dataset.fingerprint, as train.yml reads it
+    fields = dict(
+        line.split("=", 1)
+        for line in (ROOT / "training" / "dataset.fingerprint").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    assert re.fullmatch(r"[A-Za-z0-9._/-]+", fields["prefix"]) and ".." not in fields["prefix"]
+    # then its sha256 is that of the shared copy of the data set the default detector used
+    data = require_asset(ASSETS / "datasets" / "football-players-detection" / "data.yaml")
+    assert fields["sha256"] == dataset.fingerprint(dataset.load(data))
