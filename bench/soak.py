@@ -259,14 +259,12 @@ async def view(
     return {"messages": messages, "closes": closes}
 
 
-async def cheap_view(url: str, counts: list[int], index: int, connected: list[int]) -> None:
-    """A viewer that receives and discards, counting its frames in ``counts[index]``; runs
-    until cancelled."""
-    async with _connect(url) as ws:
-        connected[0] += 1
-        async for data in ws:
-            if isinstance(data, bytes):
-                counts[index] += 1
+async def _crowd_counts(stdin: asyncio.StreamWriter, stdout: asyncio.StreamReader) -> list[int]:
+    """The frames each of bench.crowd's viewers has received so far."""
+    stdin.write(b"mark\n")
+    await stdin.drain()
+    counts: list[int] = json.loads(await asyncio.wait_for(stdout.readline(), CLOSE_S * 4))
+    return counts
 
 
 async def _wait_frames(
@@ -513,30 +511,34 @@ async def _viewers(
                 "run": slow_result,
             }
 
-            counts, connected = [0] * extra, [0]
-            extras = [
-                asyncio.create_task(cheap_view(url, counts, i, connected)) for i in range(extra)
-            ]
-            deadline = time.monotonic() + CONNECT_S
-            while connected[0] < extra and time.monotonic() < deadline:
-                await asyncio.sleep(0.2)
-            await asyncio.sleep(settle_s)
-            _progress(f"viewers C: and {connected[0]} more viewers (of {extra}), {phase_s:g} s")
-            before = list(counts)
-            phases["C"] = await _phase(http, up_pid, t0, phase_s, refs, delivery)
-            per_extra = [(a - b) / phase_s for a, b in zip(counts, before, strict=True)]
-            for task in extras:
-                task.cancel()
-            results = await asyncio.gather(*extras, return_exceptions=True)
-            failed = [
-                repr(r)
-                for r in results
-                if isinstance(r, Exception) and not isinstance(r, asyncio.CancelledError)
-            ]
+            # The crowd receives in a process of its own: in this one, it would delay the
+            # reference viewers' receipts (bench.crowd).
+            crowd = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bench.crowd", url, str(extra),
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            assert crowd.stdin is not None and crowd.stdout is not None
+            try:
+                line = await asyncio.wait_for(crowd.stdout.readline(), CONNECT_S + 30)
+                connected = int(line.split()[1]) if line.startswith(b"connected") else 0
+                await asyncio.sleep(settle_s)
+                _progress(f"viewers C: and {connected} more viewers (of {extra}), {phase_s:g} s")
+                before = await _crowd_counts(crowd.stdin, crowd.stdout)
+                phases["C"] = await _phase(http, up_pid, t0, phase_s, refs, delivery)
+                after = await _crowd_counts(crowd.stdin, crowd.stdout)
+                crowd.stdin.close()
+                failed = json.loads(await asyncio.wait_for(crowd.stdout.readline(), CLOSE_S * 4))
+            finally:
+                if crowd.returncode is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        crowd.kill()
+                await crowd.wait()
+            per_extra = [(a - b) / phase_s for a, b in zip(after, before, strict=True)]
             phases["C"]["extra_viewers"] = {
-                "asked": extra, "connected": connected[0], "failed": failed[:5],
+                "asked": extra, "connected": connected, "failed": failed,
                 "fps_mean": round(sum(per_extra) / max(1, extra), 2),
                 "fps_min": round(min(per_extra, default=0.0), 2),
+                "process": "bench.crowd",
             }  # fmt: skip
             await asyncio.sleep(settle_s)
             _progress(f"viewers A2: the reference viewers alone again, {phase_s:g} s")
