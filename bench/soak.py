@@ -61,6 +61,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import WebSocketException
 
 from bench import procs, soak_report, up
+from bench.common import run_part
 from bench.soak_stats import (
     INFERRED_KEY,
     PUBLISHED_KEY,
@@ -99,6 +100,10 @@ RECONNECTS = 5  # a viewer connects again this many times at most
 SLOW_READ_S = 1.0  # the slow viewer reads one message this often
 CONNECT_S = 60.0  # every extra viewer connected by then
 CLOSE_S = 15.0  # viewers given this long to close at the end
+
+
+def _run(part: str, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    return run_part(part, work, _progress)
 
 
 def _progress(text: str) -> None:
@@ -611,20 +616,6 @@ def check(args: argparse.Namespace) -> tuple[list[str], list[str]]:
                 "(its assets/) beside the repository"
             )
     return parts, problems
-
-
-def _run(part: str, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    started = time.monotonic()
-    try:
-        result = work()
-    except BenchError as exc:
-        result = {"error": str(exc)}
-    except Exception as exc:  # a benchmark reports a broken part and goes on
-        result = {"error": f"{type(exc).__name__}: {exc}"}
-    result["wall_s"] = round(time.monotonic() - started, 1)
-    if "error" in result:
-        _progress(f"{part} failed: {result['error']}")
-    return result
 
 
 def main(argv: Sequence[str] | None = None) -> int:

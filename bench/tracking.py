@@ -68,7 +68,7 @@ import numpy.typing as npt
 from websockets.asyncio.client import connect
 
 from bench import up
-from bench.common import BenchConfig
+from bench.common import BenchConfig, run_part
 from bench.scenes import Scene, SceneConfig, generate
 from bench.stats import summary_ms
 from gateway import protocol
@@ -103,6 +103,10 @@ POLL_S = 0.05
 SID = "bench-takeover"
 STACK_SID = "bench-stack"
 T = TypeVar("T")
+
+
+def _run(part: str, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    return run_part(part, work, _progress)
 
 
 def _progress(text: str) -> None:
@@ -671,20 +675,6 @@ def _print(figures: dict[str, Any], json_path: Path) -> None:
         if "error" in figures.get(part, {}):
             print(f"{part} could not run: {figures[part]['error']}")
     print(f"raw figures: {json_path}")
-
-
-def _run(part: str, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    started = time.monotonic()
-    try:
-        result = work()
-    except BenchError as exc:
-        result = {"error": str(exc)}
-    except Exception as exc:  # a benchmark reports a broken part and goes on
-        result = {"error": f"{type(exc).__name__}: {exc}"}
-    result["wall_s"] = round(time.monotonic() - started, 1)
-    if "error" in result:
-        _progress(f"{part} failed: {result['error']}")
-    return result
 
 
 def _arguments() -> argparse.ArgumentParser:
