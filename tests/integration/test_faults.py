@@ -11,7 +11,7 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
@@ -19,6 +19,7 @@ import pytest
 from bench.jobs import repeat_clip
 from tests.conftest import CLIP, require_asset
 from tests.integration.conftest import Stack, children, run_stack
+from tests.integration.test_jobs_exactly_once import wait_for
 from tests.integration.test_pipeline_e2e import collect
 from tests.integration.test_uploads_up import decoded_frames, upload, wait_job
 
@@ -26,7 +27,6 @@ pytestmark = pytest.mark.slow
 
 STEP_S = 120.0  # bound on each wait below, on 2 busy cores
 SERVICES = ("gateway", "ingest", "worker-1", "tracker-1")
-T = TypeVar("T")
 
 
 @pytest.fixture(scope="module")
@@ -39,15 +39,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 def client(stack: Stack) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=stack.base_url, timeout=60) as http:
         yield http
-
-
-def wait_for(what: str, check: Callable[[], T | None], timeout_s: float = STEP_S) -> T:
-    deadline = time.monotonic() + timeout_s
-    while not (value := check()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.05)
-    return value
 
 
 def stream(client: httpx.Client, sid: str) -> dict[str, Any]:
