@@ -129,6 +129,24 @@ def stack(tmp: Path, model: Path, clip: Path) -> Iterator[tuple[str, int]]:
         raise
 
 
+def thinned(clip: Path, every: int, out: Path) -> Path:
+    """``clip`` with one frame in ``every`` kept, at ``1/every`` of its frame rate (H.264 in
+    ``out``): a stream the worker keeps up with, so that what viewers change is seen apart
+    from a detector that shares the cores."""
+    with av.open(str(clip)) as src, av.open(str(out), "w") as dst:
+        video = src.streams.video[0]
+        rate = video.average_rate
+        if not rate:
+            raise BenchError(f"{clip} does not say its frame rate")
+        enc = dst.add_stream("libx264", rate=rate / every)
+        enc.width, enc.height, enc.pix_fmt = video.width, video.height, "yuv420p"
+        for index, frame in enumerate(src.decode(video)):
+            if index % every == 0:
+                dst.mux(enc.encode(frame.reformat(format="yuv420p")))
+        dst.mux(enc.encode(None))
+    return out
+
+
 def clip_fps(clip: Path) -> float:
     with av.open(str(clip)) as container:
         rate = container.streams.video[0].average_rate
@@ -557,12 +575,15 @@ async def _viewers(
 
 
 def viewers(
-    clip: Path, model: Path, refs: int, extra: int, phase_s: float, settle_s: float
+    clip: Path, model: Path, refs: int, extra: int, phase_s: float, settle_s: float, every: int
 ) -> dict[str, Any]:
     """The part ``viewers``: see the module docstring."""
     with tempfile.TemporaryDirectory(prefix="bench-soak-viewers-") as tmp:
+        if every > 1:
+            clip = thinned(clip, every, Path(tmp) / f"{clip.stem}-every-{every}.mp4")
         with stack(Path(tmp), model, clip) as (base, pid):
-            return run_async(_viewers(base, pid, clip, refs, extra, phase_s, settle_s))
+            figures = run_async(_viewers(base, pid, clip, refs, extra, phase_s, settle_s))
+        return {**figures, "every": every, "stream_fps": round(clip_fps(clip), 2)}
 
 
 # -- the command -------------------------------------------------------------------------------
@@ -588,6 +609,10 @@ def _arguments() -> argparse.ArgumentParser:
     add("--viewers", type=int, default=100, help="extra viewers in phase C (100)")
     add("--refs", type=int, default=3, help="reference viewers of the part viewers (3)")
     add("--phase-s", type=float, default=60.0, help="measured seconds of each viewers phase (60)")
+    add("--every", type=int, default=1,
+        help="viewers: stream one frame in EVERY of the clip, at that fraction of its rate "
+        "(1: the clip as it is, more than the worker detects on 2 cores; 2: a stream it "
+        "keeps up with)")  # fmt: skip
     add("--settle-s", type=float, default=5.0, help="unmeasured seconds before each phase (5)")
     add("--json", type=Path, help="default: bench-results/soak-<time>.json")
     return parser
@@ -603,7 +628,8 @@ def check(args: argparse.Namespace) -> tuple[list[str], list[str]]:
         problems.append(f"--only: name at least one part ({', '.join(PARTS)})")
     for name, value, lo, hi in (
         ("--minutes", args.minutes, 1, 120), ("--viewers", args.viewers, 0, 1000),
-        ("--refs", args.refs, 1, 50), ("--streams", args.streams or 1, 1, MAX_STREAMS),
+        ("--refs", args.refs, 1, 50), ("--every", args.every, 1, 10),
+        ("--streams", args.streams or 1, 1, MAX_STREAMS),
     ):  # fmt: skip
         if not lo <= value <= hi:
             problems.append(f"{name} must be {lo}-{hi}, got {value}")
@@ -638,7 +664,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "viewers" in parts:
         figures["viewers"] = _run(
             "viewers",
-            lambda: viewers(clip, model, args.refs, args.viewers, args.phase_s, args.settle_s),
+            lambda: viewers(
+                clip, model, args.refs, args.viewers, args.phase_s, args.settle_s, args.every
+            ),
         )
     figures["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     json_path.parent.mkdir(parents=True, exist_ok=True)

@@ -106,7 +106,8 @@ def soak_lines(s: Mapping[str, Any], out: TextIO) -> None:
 
 def viewers_lines(v: Mapping[str, Any], out: TextIO) -> None:
     print(
-        f"viewers: one stream, {v['refs']} reference viewers, {v['phase_s']:g} s a phase "
+        f"viewers: one stream of {v.get('stream_fps', '?')} fps (one frame in {v.get('every', 1)} "
+        f"of the clip), {v['refs']} reference viewers, {v['phase_s']:g} s a phase "
         f"(A alone, B + a slow viewer, C + many viewers, A2 alone again); gateway->viewer: "
         f"from the last stage's publish (dets or tracks) to the receipt",
         file=out,

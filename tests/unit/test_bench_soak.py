@@ -6,6 +6,8 @@ import io
 import os
 from pathlib import Path
 
+import av
+import numpy as np
 import pytest
 
 from bench import procs, soak, soak_report
@@ -167,9 +169,30 @@ def test_a_missing_clip_exits_2_saying_where_the_assets_go(
 
 
 def test_bad_options_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert soak.main(["--assets", str(tmp_path), "--only", "nope", "--minutes", "0"]) == 2
+    argv = ["--assets", str(tmp_path), "--only", "nope", "--minutes", "0", "--every", "0"]
+    assert soak.main(argv) == 2
     err = capsys.readouterr().err
     assert "no part 'nope'" in err and "--minutes must be 1-120" in err
+    assert "--every must be 1-10, got 0" in err
+
+
+def test_thinned_keeps_one_frame_in_every_at_that_fraction_of_the_rate(tmp_path: Path) -> None:
+    # given a 12-frame clip at 24 fps whose frames are numbered by their grey level
+    clip = tmp_path / "clip.mp4"
+    with av.open(str(clip), "w") as out:
+        stream = out.add_stream("libx264", rate=24)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for i in range(12):
+            image = np.full((48, 64, 3), i * 20, np.uint8)
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        out.mux(stream.encode(None))
+    # when one frame in 3 is kept
+    thin = soak.thinned(clip, 3, tmp_path / "thin.mp4")
+    # then 4 frames remain, at 8 fps, and they are frames 0, 3, 6 and 9
+    assert soak.clip_fps(thin) == pytest.approx(8.0)
+    with av.open(str(thin)) as src:
+        levels = [f.to_ndarray(format="gray").mean() for f in src.decode(video=0)]
+    assert [round(level / 20) for level in levels] == [0, 3, 6, 9]
 
 
 def test_the_report_prints_a_minute_and_the_verdicts() -> None:
