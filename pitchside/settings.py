@@ -25,6 +25,7 @@ T = TypeVar("T")
 #: Where the project's own default detector lives (see models/MODEL_CARD.md).
 REPO_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_MODEL_NAME = "pitchside-football.onnx"
+DEFAULT_CLASSIFIER_NAME = "ball-classifier.onnx"  # models/BALL_CLASSIFIER.md
 
 
 def auth_headers(settings: Settings) -> dict[str, str]:
@@ -43,6 +44,12 @@ def usable_cores() -> int:
 def default_model_path() -> Path:
     """The detector ``pitchside up`` serves when ``PITCHSIDE_MODEL`` is unset."""
     return REPO_MODELS_DIR / DEFAULT_MODEL_NAME
+
+
+def default_classifier_path() -> Path:
+    """The ball-type classifier ``POST /api/classify`` serves when ``PITCHSIDE_CLASSIFIER``
+    is unset."""
+    return REPO_MODELS_DIR / DEFAULT_CLASSIFIER_NAME
 
 
 RTSP_TRANSPORTS = ("tcp", "udp")
@@ -111,6 +118,8 @@ class Settings:
 
     # Workers
     model: str | None = None  # PITCHSIDE_MODEL; None serves models/pitchside-football.onnx
+    # PITCHSIDE_CLASSIFIER; the gateway's /api/classify. None: models/ball-classifier.onnx
+    classifier: str | None = None
     workers: int = 1  # PITCHSIDE_WORKERS; worker processes started by `pitchside up`
     conf: float = 0.25  # PITCHSIDE_CONF
     iou: float = 0.45  # PITCHSIDE_IOU
@@ -169,6 +178,11 @@ class Settings:
     def model_uri(self) -> str:
         """The model to serve: ``PITCHSIDE_MODEL`` or the project's default detector."""
         return self.model or str(default_model_path())
+
+    @property
+    def classifier_uri(self) -> str:
+        """The classifier to serve: ``PITCHSIDE_CLASSIFIER`` or the project's default."""
+        return self.classifier or str(default_classifier_path())
 
     @property
     def media_root(self) -> Path:
@@ -240,6 +254,7 @@ class Settings:
             ice_credential=env.get("PITCHSIDE_ICE_CREDENTIAL") or None,
             ice_addresses=_ice_addresses(env.get("PITCHSIDE_ICE_ADDRESSES", "")),
             model=env.get("PITCHSIDE_MODEL") or None,
+            classifier=env.get("PITCHSIDE_CLASSIFIER") or None,
             workers=r.get("PITCHSIDE_WORKERS", int, 1, lo=0, hi=256),
             conf=r.get("PITCHSIDE_CONF", float, 0.25, lo=0.0, hi=1.0),
             iou=r.get("PITCHSIDE_IOU", float, 0.45, lo=0.0, hi=1.0),

@@ -12,6 +12,8 @@ from types import ModuleType
 
 EXPERIMENT = "football-detector"
 REGISTERED_MODEL = "football-detector"
+CLASSIFIER_EXPERIMENT = "ball-classifier"  # the classifier has its own runs and champion
+CLASSIFIER_MODEL = "ball-classifier"
 CHAMPION = "champion"
 
 
@@ -36,16 +38,18 @@ def code_version() -> str:
     return f"{sha}+dirty" if dirty else sha
 
 
-def register_artifact(mlflow: ModuleType, run_id: str, artifact_path: str) -> str:
-    """Register a run's artifact (an ONNX file) as a new version of ``football-detector``.
+def register_artifact(
+    mlflow: ModuleType, run_id: str, artifact_path: str, name: str = REGISTERED_MODEL
+) -> str:
+    """Register a run's artifact (an ONNX file) as a new version of model ``name``.
 
     MLflow 3's ``register_model("runs:/...")`` wants a logged MLflow model; the workers serve
     a plain ONNX file, so the version's source is the artifact itself.
     """
     client = mlflow.MlflowClient()
     try:
-        client.get_registered_model(REGISTERED_MODEL)
+        client.get_registered_model(name)
     except mlflow.exceptions.MlflowException:
-        client.create_registered_model(REGISTERED_MODEL)
+        client.create_registered_model(name)
     source = f"{client.get_run(run_id).info.artifact_uri}/{artifact_path}"
-    return str(client.create_model_version(REGISTERED_MODEL, source, run_id=run_id).version)
+    return str(client.create_model_version(name, source, run_id=run_id).version)

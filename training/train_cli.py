@@ -1,17 +1,52 @@
-"""``pitchside train``: fine-tune a detector on a YOLO-format data set, tracked in MLflow."""
+"""``pitchside train``: fine-tune a detector on a YOLO-format data set (``--task detect``) or a
+classifier on ImageNet-style folders (``--task classify``), tracked in MLflow, registered and
+promoted by the champion/challenger rule of its task."""
 
 from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pitchside.settings import Settings, imgsz_arg
 
+if TYPE_CHECKING:
+    from training.train import TrainConfig
+
+
+@dataclass(frozen=True, slots=True)
+class TaskDefaults:
+    """What ``pitchside train`` uses for a task when an option is not given."""
+
+    imgsz: int
+    batch: int
+    split: str  # the held-out split of the promotion
+    max_class_drop: float  # AP50 (detect) or recall (classify)
+
+
+TASK_DEFAULTS = {
+    "detect": TaskDefaults(imgsz=640, batch=8, split="test", max_class_drop=0.02),
+    "classify": TaskDefaults(imgsz=224, batch=32, split="val", max_class_drop=0.10),
+}
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", type=Path, required=True, help="data.yaml of the data set")
+    parser.add_argument(
+        "--task",
+        choices=tuple(TASK_DEFAULTS),
+        default="detect",
+        help="detect: a YOLO detector (football-detector); classify: a YOLO -cls classifier "
+        "(ball-classifier), from a -cls or a YOLOv8 detection checkpoint",
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="detect: data.yaml of the data set; classify: the folder holding "
+        "train/<class>/ and val/<class>/ images",
+    )
     parser.add_argument("--base", type=Path, required=True, help="starting checkpoint (.pt)")
     parser.add_argument("--epochs", type=_at_least_one, default=50)
     parser.add_argument(
@@ -20,15 +55,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="train for this long; Ultralytics re-plans the epochs to fit",
     )
-    parser.add_argument("--imgsz", type=imgsz_arg, default=640)
-    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument(
+        "--imgsz",
+        type=imgsz_arg,
+        default=None,
+        help="input size (default: detect 640, classify 224)",
+    )
+    parser.add_argument("--batch", type=int, default=None, help="default: detect 8, classify 32")
     parser.add_argument("--patience", type=int, default=100)
     parser.add_argument("--optimizer", default="auto")
     parser.add_argument("--lr0", type=float, default=None)
     parser.add_argument("--close-mosaic", type=int, default=5)
     parser.add_argument("--no-cache", action="store_true", help="do not keep images in RAM")
     parser.add_argument(
-        "--limit", type=_at_least_one, default=None, help="images per split (quick runs)"
+        "--limit",
+        type=_at_least_one,
+        default=None,
+        help="images per split (classify: per class in each split); quick runs",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="cpu, 0, 0,1 ...")
@@ -42,33 +85,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--promote-split",
-        default="test",
+        default=None,
         choices=("val", "test"),
-        help="held-out split the candidate and the champion are scored on",
+        help="held-out split the candidate and the champion are scored on "
+        "(default: detect test, classify val)",
     )
     parser.add_argument(
         "--max-class-drop",
         type=float,
-        default=0.02,
-        help="largest AP50 fall of any class a promotion tolerates",
+        default=None,
+        help="largest fall of any class a promotion tolerates: AP50 for detect (default "
+        "0.02), recall for classify (default 0.10, one image in ten)",
     )
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    from training.train import TrainConfig, check_inputs, train
+    from training.train import TrainConfig
 
+    defaults = TASK_DEFAULTS[args.task]
+    imgsz = args.imgsz or defaults.imgsz
+    split = args.promote_split or defaults.split
+    max_drop = defaults.max_class_drop if args.max_class_drop is None else args.max_class_drop
     cfg = TrainConfig(
-        data=args.data, base=args.base, epochs=args.epochs, hours=args.hours, imgsz=args.imgsz,
-        batch=args.batch, patience=args.patience, optimizer=args.optimizer, lr0=args.lr0,
-        close_mosaic=args.close_mosaic, cache=not args.no_cache, limit=args.limit,
-        seed=args.seed, device=args.device, threads=args.threads, name=args.name,
-        export=not args.no_export,
+        data=args.data, base=args.base, epochs=args.epochs, hours=args.hours, imgsz=imgsz,
+        batch=args.batch or defaults.batch, patience=args.patience,
+        optimizer=args.optimizer, lr0=args.lr0, close_mosaic=args.close_mosaic,
+        cache=not args.no_cache, limit=args.limit, seed=args.seed, device=args.device,
+        threads=args.threads, name=args.name, export=not args.no_export,
     )  # fmt: skip
     promoting = cfg.export and not args.no_promote
+    if args.task == "classify":
+        return _run_classify(cfg, settings, promoting, split, max_drop)
+    from training.train import check_inputs, train
+
     # A user's mistake fails here, not after the training: the promotion's split included.
     ds = check_inputs(cfg)
     if promoting:
-        ds.require_images(args.promote_split)
+        ds.require_images(split)
     result = train(cfg, settings)
     summary: dict[str, Any] = {
         "run_id": result.run_id,
@@ -80,14 +133,40 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         from training.promote import promote
 
         outcome = promote(
-            result.run_id,
-            result.onnx,
-            args.data,
-            settings,
-            split=args.promote_split,
-            imgsz=args.imgsz,
-            max_class_drop=args.max_class_drop,
+            result.run_id, result.onnx, args.data, settings, split=split, imgsz=imgsz,
+            max_class_drop=max_drop,
+        )  # fmt: skip
+        summary.update(
+            version=outcome.version,
+            promoted=outcome.decision.promote,
+            reasons=outcome.decision.reasons,
         )
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _run_classify(
+    cfg: TrainConfig, settings: Settings, promoting: bool, split: str, max_drop: float
+) -> int:
+    from training.classify import check_classify_inputs, train_classifier
+
+    folders = check_classify_inputs(cfg)  # a user's mistake fails before the training
+    if promoting:
+        folders.samples(split)
+    result = train_classifier(cfg, settings)
+    summary: dict[str, Any] = {
+        "run_id": result.run_id,
+        "best_pt": str(result.best_pt),
+        "onnx": str(result.onnx) if result.onnx else None,
+        "metrics": result.metrics,
+    }
+    if result.onnx is not None and promoting:
+        from training.promote import promote_classifier
+
+        outcome = promote_classifier(
+            result.run_id, result.onnx, cfg.data, settings, split=split,
+            max_recall_drop=max_drop,
+        )  # fmt: skip
         summary.update(
             version=outcome.version,
             promoted=outcome.decision.promote,

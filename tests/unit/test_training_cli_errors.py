@@ -108,7 +108,59 @@ def models_promote_missing_data_set(tmp: Path) -> tuple[list[str], list[str]]:
     return args, [str(missing.resolve()), "no data set"]
 
 
+def tiny_folders(root: Path, splits: tuple[str, ...] = ("train", "val")) -> Path:
+    """Classification folders: one 32x32 image of class ``golf`` per split."""
+    for split in splits:
+        (root / split / "golf").mkdir(parents=True)
+        cv2.imwrite(str(root / split / "golf" / "a.png"), np.zeros((32, 32, 3), np.uint8))
+    return root
+
+
+def classify_given_a_data_yaml(tmp: Path) -> tuple[list[str], list[str]]:
+    data = tiny_data_set(tmp / "data")
+    base = tmp / "base.pt"
+    base.write_bytes(b"not read")
+    args = ["train", "--task", "classify", "--data", str(data), "--base", str(base)]
+    return args, [str(data.resolve()), "is a file", "train/<class>/"]
+
+
+def classify_without_val(tmp: Path) -> tuple[list[str], list[str]]:
+    data = tiny_folders(tmp / "balls", ("train",))
+    base = tmp / "base.pt"
+    base.write_bytes(b"not read")
+    args = ["train", "--task", "classify", "--data", str(data), "--base", str(base)]
+    return args, [str(data.resolve()), "no val/ folder"]
+
+
+def classify_without_the_promotion_split(tmp: Path) -> tuple[list[str], list[str]]:
+    data = tiny_folders(tmp / "balls")
+    base = tmp / "base.pt"
+    base.write_bytes(b"not read")
+    args = ["train", "--task", "classify", "--data", str(data), "--base", str(base),
+            "--promote-split", "test"]  # fmt: skip
+    return args, [str(data.resolve()), "no 'test' split"]
+
+
+def classify_missing_base(tmp: Path) -> tuple[list[str], list[str]]:
+    data = tiny_folders(tmp / "balls")
+    base = tmp / "nope.pt"
+    args = ["train", "--task", "classify", "--data", str(data), "--base", str(base)]
+    return args, [str(base), "no base checkpoint"]
+
+
+def evaluate_classifier_given_a_checkpoint(tmp: Path) -> tuple[list[str], list[str]]:
+    data = tiny_folders(tmp / "balls")
+    model = tmp / "best.pt"
+    model.write_bytes(b"not read")
+    return ["evaluate", str(model), "--data", str(data), "--split", "val"], [str(model), "ONNX"]
+
+
 CASES: dict[str, Case] = {
+    "classify-given-a-data-yaml": classify_given_a_data_yaml,
+    "classify-without-val": classify_without_val,
+    "classify-no-promotion-split": classify_without_the_promotion_split,
+    "classify-missing-base": classify_missing_base,
+    "evaluate-classifier-checkpoint": evaluate_classifier_given_a_checkpoint,
     "train-missing-data": train_missing_data,
     "train-missing-base": train_missing_base,
     "train-no-promotion-split": train_data_set_without_the_promotion_split,

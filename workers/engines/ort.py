@@ -46,6 +46,33 @@ def resolve_providers(spec: str) -> list[str]:
     return wanted
 
 
+def open_session(path: Path, providers: Sequence[str], threads: int) -> ort.InferenceSession:
+    """An ONNX Runtime session of ``path`` as every pitchside engine runs one.
+
+    Args:
+        path: the ``.onnx`` file.
+        providers: execution providers, best first (see :func:`resolve_providers`).
+        threads: intra-op threads; 0 lets onnxruntime choose (one per physical core).
+
+    Raises:
+        ModelError: the file is not an ONNX model onnxruntime can load.
+    """
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    # Idle intra-op threads must not spin: the prepare thread and the event loop need
+    # those cores between runs. Measured on the 2-core dev box under load, spinning
+    # halves session.run throughput (3.7-5.4 fps spinning against 5.1-9.1 without).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3  # errors only; ORT warns about unused initializers
+    try:
+        return ort.InferenceSession(str(path), options, providers=list(providers))
+    except Exception as exc:  # onnxruntime raises its own non-RuntimeError types
+        raise ModelError(
+            f"model {path.name!r} is not an ONNX model onnxruntime can load: {exc}"
+        ) from exc
+
+
 class OrtEngine:
     """One ONNX Runtime session of a YOLO detection model.
 
@@ -60,20 +87,7 @@ class OrtEngine:
 
     def __init__(self, path: Path, providers: Sequence[str], threads: int = 0) -> None:
         self.model_id = path.name
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        # Idle intra-op threads must not spin: the prepare thread and the event loop need
-        # those cores between runs. Measured on the 2-core dev box under load, spinning
-        # halves session.run throughput (3.7-5.4 fps spinning against 5.1-9.1 without).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.log_severity_level = 3  # errors only; ORT warns about unused initializers
-        try:
-            self._session = ort.InferenceSession(str(path), options, providers=list(providers))
-        except Exception as exc:  # onnxruntime raises its own non-RuntimeError types
-            raise ModelError(
-                f"model {self.model_id!r} is not an ONNX model onnxruntime can load: {exc}"
-            ) from exc
+        self._session = open_session(path, providers, threads)
         metadata = self._session.get_modelmeta().custom_metadata_map
         check_task(self.model_id, metadata)
         self.names = parse_names(self.model_id, metadata)
