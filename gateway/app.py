@@ -32,6 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import pitchside
 from gateway import (
+    routes_classify,
     routes_config,
     routes_discovery,
     routes_health,
@@ -52,7 +53,7 @@ from gateway.jobs import JobKeeper
 from gateway.limits import BodyLimit
 from gateway.metrics import Metrics
 from gateway.openapi_errors import document_errors
-from gateway.predictor import Predictor
+from gateway.predictor import ImageClassifier, Predictor
 from pitchside.errors import PitchsideError, SettingsError
 from pitchside.redis_client import connect
 from pitchside.results import ResultsStore
@@ -73,6 +74,7 @@ class State(TypedDict):
     metrics: Metrics
     results: ResultsStore
     predictor: Predictor
+    classifier: ImageClassifier
     jobs: JobKeeper
     renders: dict[str, asyncio.Lock]  # job id -> held while its annotated video renders
 
@@ -100,7 +102,8 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> Fa
             ):
                 yield {
                     "settings": settings, "redis": redis, "hub": hub, "metrics": metrics,
-                    "results": results, "predictor": Predictor(settings), "jobs": jobs,
+                    "results": results, "predictor": Predictor(settings),
+                    "classifier": ImageClassifier(settings), "jobs": jobs,
                     "renders": {},
                 }  # fmt: skip
         finally:
@@ -129,6 +132,7 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.time) -> Fa
     app.include_router(routes_discovery.router)
     app.include_router(routes_whip.router)
     app.include_router(routes_predict.router)
+    app.include_router(routes_classify.router)
     app.include_router(routes_history.router)
     app.include_router(routes_uploads.router)
     app.include_router(routes_jobs.router)

@@ -20,7 +20,12 @@ MAX_BODY_BYTES = 64 * 1024  # a StartRequest is well under 3 KB; a WHIP offer a 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})  # no handler reads the body of another
 #: (method, path prefix) of the routes that read their bodies as streams, with limits of their
 #: own: uploads and images (their settings), WHIP offers (64 KiB, routes_whip).
-STREAMED = (("POST", "/api/uploads"), ("POST", "/api/predict"), ("POST", "/whip/"))
+STREAMED = (
+    ("POST", "/api/uploads"),
+    ("POST", "/api/predict"),
+    ("POST", "/api/classify"),
+    ("POST", "/whip/"),
+)
 
 
 def too_large(max_bytes: int) -> str:

@@ -1,4 +1,5 @@
-"""The JSON shapes of image predictions, shared by ``POST /api/predict`` and the history."""
+"""The JSON shapes of image predictions, shared by ``POST /api/predict``, ``POST /api/classify``
+and the history."""
 
 from __future__ import annotations
 
@@ -22,6 +23,14 @@ class DetectionOut(BaseModel):
     label: str = Field(description="class name of the model", examples=["person"])
 
 
+class LabelOut(BaseModel):
+    """One class of an image and the classifier's probability for it."""
+
+    cls: int = Field(ge=0, description="class id of the model")
+    label: str = Field(description="class name of the model", examples=["football"])
+    score: float = Field(ge=0, le=1, description="the classifier's probability")
+
+
 class ModelOut(BaseModel):
     """The model that detected, as workers report it (``GET /api/workers``)."""
 
@@ -37,7 +46,9 @@ class Timings(BaseModel):
     wait_ms: float = Field(
         description="waiting for the detector: other images, and loading it the first time"
     )
-    inference_ms: float = Field(description="letterbox, the model and NMS")
+    inference_ms: float = Field(
+        description="detect: letterbox, the model and NMS; classify: the crop and the model"
+    )
     total_ms: float = Field(description="from the upload received to the detections ready")
 
 
@@ -46,11 +57,16 @@ class PredictionOut(BaseModel):
 
     id: int = Field(description="its id in the history (GET /api/history/{id})")
     created: datetime = Field(description="when it was recorded, UTC")
+    task: str = Field(
+        pattern="^(detect|classify)$",
+        description="detect: POST /api/predict (detections); classify: POST /api/classify (labels)",
+    )
     filename: str | None = Field(description="the uploaded file's name, as the client gave it")
     width: int = Field(description="image width in pixels")
     height: int = Field(description="image height in pixels")
     model: ModelOut
-    detections: list[DetectionOut] = Field(description="highest score first")
+    detections: list[DetectionOut] = Field(description="highest score first; [] for classify")
+    labels: list[LabelOut] = Field(description="classify: most probable first; [] for detect")
     timings: Timings
 
     @classmethod
@@ -58,10 +74,11 @@ class PredictionOut(BaseModel):
         version = record.model_version
         model_id = record.model_name if version is None else f"{record.model_name}/{version}"
         return cls(
-            id=record.id, created=record.created, filename=record.filename,
+            id=record.id, created=record.created, task=record.task, filename=record.filename,
             width=record.width, height=record.height,
             model=ModelOut(id=model_id, name=record.model_name, version=version),
             detections=[DetectionOut(**d) for d in record.detections],
+            labels=[LabelOut(**label) for label in record.labels],
             timings=Timings(**_timings(record.timings)),
         )  # fmt: skip
 
@@ -70,7 +87,7 @@ class HistoryPage(BaseModel):
     """A page of past predictions, newest first."""
 
     items: list[PredictionOut]
-    total: int = Field(description="predictions recorded in all")
+    total: int = Field(description="predictions recorded in all (of the task asked for)")
     limit: int = Field(description="the page size served (the limit asked for, at most 100)")
     offset: int = Field(description="predictions skipped before this page")
 

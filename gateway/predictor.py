@@ -1,4 +1,5 @@
-"""The gateway's own detector, for single images: loaded on first use, run off the loop.
+"""The gateway's own detector and classifier, for single images: loaded on first use, run
+off the loop.
 
 It is the workers' serving engine (:mod:`workers.engines`) with the workers' model settings
 (``PITCHSIDE_MODEL``, ``PITCHSIDE_CONF``, ``PITCHSIDE_IOU``, ``PITCHSIDE_IMGSZ``,
@@ -9,6 +10,8 @@ image. Images are detected one at a time, each with every inference thread: the 
 latency for each, and a burst of uploads queues here instead of oversubscribing the CPU. The
 queue is bounded: at most ``MAX_IN_FLIGHT`` images are held (decoding, waiting, detected) at
 once, each up to ``PITCHSIDE_PREDICT_MAX_PIXELS`` x 3 bytes; one more is refused with 503.
+The classifier of ``POST /api/classify`` (``PITCHSIDE_CLASSIFIER``, the serving engine's
+:class:`~workers.engines.Classifier`) is held the same way, with places of its own.
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import numpy as np
 
@@ -31,11 +35,14 @@ from pitchside.errors import (
 from pitchside.models import ResolvedModel, resolve
 from pitchside.schema import Detection
 from pitchside.settings import Settings
-from workers.engines import Detector, load_resolved
+from workers.engines import Classifier, Detector, Label, load_resolved, load_resolved_classifier
 
 log = logging.getLogger(__name__)
 
-MAX_IN_FLIGHT = 4  # images held at once; a 40 MP one decodes to 120 MB
+MAX_IN_FLIGHT = 4  # images held at once, by each model; a 40 MP one decodes to 120 MB
+
+M = TypeVar("M")  # the loaded model
+R = TypeVar("R")  # what it gives for one image
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,12 +70,29 @@ class Detected:
     inference_ms: float  # letterbox, the model, NMS
 
 
-class Predictor:
-    """Detects objects in single images with the serving engine; see the module docs."""
+@dataclass(frozen=True, slots=True)
+class Classified:
+    """What one image gave the classifier: its most probable labels, and the time (ms)."""
 
-    def __init__(self, settings: Settings) -> None:
+    labels: list[Label]
+    model: ModelName
+    wait_ms: float  # queued behind other images, and loading the model the first time
+    inference_ms: float  # the crop and the model
+
+
+class _OneAtATime(Generic[M]):
+    """A model loaded on first use, in a thread, and run on one image at a time, with at most
+    ``MAX_IN_FLIGHT`` images held; the machinery :class:`Predictor` and :class:`ImageClassifier`
+    share. ``what`` names the model in messages; ``uri`` is the setting that chooses it."""
+
+    def __init__(
+        self, settings: Settings, what: str, uri: str, load: Callable[[ResolvedModel], M]
+    ) -> None:
         self._settings = settings
-        self._loaded: tuple[Detector, ModelName] | None = None
+        self._what = what
+        self._uri = uri
+        self._load_model = load
+        self._loaded: tuple[M, ModelName] | None = None
         self._turn = asyncio.Lock()  # one image at a time; the first one also loads
         self._in_flight = 0
 
@@ -78,7 +102,7 @@ class Predictor:
 
     @asynccontextmanager
     async def admit(self) -> AsyncIterator[None]:
-        """Hold one of the ``MAX_IN_FLIGHT`` places while an image is decoded and detected.
+        """Hold one of the ``MAX_IN_FLIGHT`` places while an image is decoded and run.
 
         Raises:
             PredictorBusyError: every place is taken (503: try again shortly).
@@ -93,36 +117,76 @@ class Predictor:
         finally:
             self._in_flight -= 1
 
-    async def detect(self, image: np.ndarray) -> Detected:
-        """Detections in ``image`` (``(H, W, 3)`` uint8 BGR), boxes in its pixels.
+    async def _run(self, work: Callable[[M], R]) -> tuple[R, ModelName, float, float]:
+        """``work(model)`` in a thread, its turn taken: the result, the model's name, and
+        the ms waited and run.
 
         Raises:
             ModelUnavailableError: the model cannot be loaded (the reason is logged).
         """
         queued = time.perf_counter()
         async with self._turn:
-            detector, name = self._loaded or await self._load()
+            model, name = self._loaded or await self._load()
             started = time.perf_counter()
-            detections = await asyncio.to_thread(_detect_one, detector, image)
+            result = await asyncio.to_thread(work, model)
             ended = time.perf_counter()
-        return Detected(
-            detections=detections, model=name,
-            wait_ms=(started - queued) * 1000, inference_ms=(ended - started) * 1000,
-        )  # fmt: skip
+        return result, name, (started - queued) * 1000, (ended - started) * 1000
 
-    async def _load(self) -> tuple[Detector, ModelName]:
+    async def _load(self) -> tuple[M, ModelName]:
         settings = self._settings
         try:
-            model = await asyncio.to_thread(resolve, settings.model_uri, settings)
-            detector = await asyncio.to_thread(load_resolved, model, settings)
+            resolved = await asyncio.to_thread(resolve, self._uri, settings)
+            model = await asyncio.to_thread(self._load_model, resolved)
         except (ModelError, SettingsError) as exc:
-            log.error("the gateway cannot load its detector %s: %s", settings.model_uri, exc)
+            log.error("the gateway cannot load its %s %s: %s", self._what, self._uri, exc)
             raise ModelUnavailableError(
-                "the gateway's detector could not be loaded; the gateway's log says why"
+                f"the gateway's {self._what} could not be loaded; the gateway's log says why"
             ) from None
-        self._loaded = detector, ModelName.of(model)
-        log.info("gateway predicts images with %s", detector.model_id)
+        self._loaded = model, ModelName.of(resolved)
+        log.info("gateway runs images through its %s %s", self._what, resolved.model_id)
         return self._loaded
+
+
+class Predictor(_OneAtATime[Detector]):
+    """Detects objects in single images with the serving engine; see the module docs."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(
+            settings, "detector", settings.model_uri,
+            lambda model: load_resolved(model, settings),
+        )  # fmt: skip
+
+    async def detect(self, image: np.ndarray) -> Detected:
+        """Detections in ``image`` (``(H, W, 3)`` uint8 BGR), boxes in its pixels.
+
+        Raises:
+            ModelUnavailableError: the model cannot be loaded (the reason is logged).
+        """
+        detections, name, wait_ms, inference_ms = await self._run(
+            lambda detector: _detect_one(detector, image)
+        )
+        return Detected(detections, name, wait_ms, inference_ms)
+
+
+class ImageClassifier(_OneAtATime[Classifier]):
+    """Classifies single images with the ball-type classifier (``PITCHSIDE_CLASSIFIER``)."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(
+            settings, "classifier", settings.classifier_uri,
+            lambda model: load_resolved_classifier(model, settings),
+        )  # fmt: skip
+
+    async def classify(self, image: np.ndarray, top: int) -> Classified:
+        """The ``top`` most probable labels of ``image`` (``(H, W, 3)`` uint8 BGR).
+
+        Raises:
+            ModelUnavailableError: the classifier cannot be loaded (the reason is logged).
+        """
+        labels, name, wait_ms, inference_ms = await self._run(
+            lambda classifier: classifier.classify([image], top)[0]
+        )
+        return Classified(labels, name, wait_ms, inference_ms)
 
 
 def _detect_one(detector: Detector, image: np.ndarray) -> list[Detection]:

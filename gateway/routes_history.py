@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Literal, cast
 
 from fastapi import APIRouter, Path, Query, Request
 
@@ -27,7 +27,9 @@ def _state(request: Request) -> State:
 @router.get(
     "",
     summary="Past predictions, newest first: a page of them and how many there are",
-    responses={422: _ERROR | {"description": "limit or offset is not a valid number"}},
+    responses={
+        422: _ERROR | {"description": "limit or offset is not a valid number, or task unknown"}
+    },
 )
 async def list_history(
     request: Request,
@@ -35,10 +37,13 @@ async def list_history(
         20, ge=1, description=f"page size; more than {MAX_LIMIT} is served as {MAX_LIMIT}"
     ),
     offset: int = Query(0, ge=0, le=MAX_OFFSET, description="predictions to skip"),
+    task: Literal["detect", "classify"] | None = Query(
+        None, description="only detections (POST /api/predict) or classifications"
+    ),
 ) -> HistoryPage:
     limit = min(limit, MAX_LIMIT)
     store = _state(request)["results"]
-    records, total = await asyncio.to_thread(store.list_predictions, limit, offset)
+    records, total = await asyncio.to_thread(store.list_predictions, limit, offset, task)
     return HistoryPage(
         items=[PredictionOut.of(r) for r in records], total=total, limit=limit, offset=offset
     )

@@ -18,7 +18,7 @@ import numpy as np
 from fastapi import APIRouter, Request
 
 from gateway import multipart
-from gateway.image_probe import ACCEPTED, probe
+from gateway.image_probe import ACCEPTED, ImageInfo, probe
 from gateway.predictions import PredictionOut
 from pitchside.errors import BadImageError, ImageTooLargeError
 from pitchside.results import NewPrediction
@@ -52,23 +52,11 @@ def _state(request: Request) -> State:
 )
 async def predict(request: Request) -> PredictionOut:
     state = _state(request)
-    settings, predictor, store = state["settings"], state["predictor"], state["results"]
-    upload = await multipart.read_file(
-        request, FIELD, settings.predict_max_mb * 2**20, "PITCHSIDE_PREDICT_MAX_MB"
-    )
+    predictor, store = state["predictor"], state["results"]
+    upload, info = await read_image_upload(request)
     received = time.perf_counter()
-    info = probe(upload.data)
-    if info.pixels > settings.predict_max_pixels:
-        raise ImageTooLargeError(
-            f"the image is {info.width}x{info.height} ({info.pixels:,} pixels); at most "
-            f"{settings.predict_max_pixels:,} are taken (PITCHSIDE_PREDICT_MAX_PIXELS)"
-        )
     async with predictor.admit():
-        image = await asyncio.to_thread(_decode, upload.data)
-        if image is None or image.shape[0] * image.shape[1] != info.pixels:  # EXIF may turn it
-            raise BadImageError(
-                f"the {info.format.upper()} file cannot be decoded (cut short or corrupt)"
-            )
+        image = await decode_upright(upload.data, info)
         height, width = image.shape[:2]  # as decoded, turned upright: what the boxes are in
         decoded = time.perf_counter()
         detected = await predictor.detect(image)
@@ -94,6 +82,40 @@ async def predict(request: Request) -> PredictionOut:
         record.id, info.format, width, height, len(record.detections), total_ms,
     )  # fmt: skip
     return PredictionOut.of(record)
+
+
+async def read_image_upload(request: Request) -> tuple[multipart.FilePart, ImageInfo]:
+    """The multipart ``file`` field of ``request`` and its image header, checked against the
+    limits before anything is decoded (the checks of ``/api/predict`` and ``/api/classify``).
+
+    Raises:
+        PitchsideError: 400, 413, 415 or 422, as the module docs say.
+    """
+    settings = _state(request)["settings"]
+    upload = await multipart.read_file(
+        request, FIELD, settings.predict_max_mb * 2**20, "PITCHSIDE_PREDICT_MAX_MB"
+    )
+    info = probe(upload.data)
+    if info.pixels > settings.predict_max_pixels:
+        raise ImageTooLargeError(
+            f"the image is {info.width}x{info.height} ({info.pixels:,} pixels); at most "
+            f"{settings.predict_max_pixels:,} are taken (PITCHSIDE_PREDICT_MAX_PIXELS)"
+        )
+    return upload, info
+
+
+async def decode_upright(data: bytes, info: ImageInfo) -> np.ndarray:
+    """``(H, W, 3)`` uint8 BGR, decoded in a thread and turned upright by its EXIF.
+
+    Raises:
+        BadImageError: the file cannot be decoded (cut short or corrupt).
+    """
+    image = await asyncio.to_thread(_decode, data)
+    if image is None or image.shape[0] * image.shape[1] != info.pixels:  # EXIF may turn it
+        raise BadImageError(
+            f"the {info.format.upper()} file cannot be decoded (cut short or corrupt)"
+        )
+    return image
 
 
 def _decode(data: bytes) -> np.ndarray | None:

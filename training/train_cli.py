@@ -66,6 +66,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--optimizer", default="auto")
     parser.add_argument("--lr0", type=float, default=None)
     parser.add_argument("--close-mosaic", type=int, default=5)
+    parser.add_argument(
+        "--freeze", type=_at_least_one, default=None, help="keep the first N layers frozen"
+    )
+    parser.add_argument(
+        "--dropout", type=_fraction, default=None, help="classify: dropout before the head"
+    )
     parser.add_argument("--no-cache", action="store_true", help="do not keep images in RAM")
     parser.add_argument(
         "--limit",
@@ -112,6 +118,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         optimizer=args.optimizer, lr0=args.lr0, close_mosaic=args.close_mosaic,
         cache=not args.no_cache, limit=args.limit, seed=args.seed, device=args.device,
         threads=args.threads, name=args.name, export=not args.no_export,
+        extra=_extra(args),
     )  # fmt: skip
     promoting = cfg.export and not args.no_promote
     if args.task == "classify":
@@ -174,6 +181,23 @@ def _run_classify(
         )
     print(json.dumps(summary, indent=2))
     return 0
+
+
+def _extra(args: argparse.Namespace) -> dict[str, Any]:
+    """Ultralytics train() arguments given only when asked for (its defaults otherwise)."""
+    extra = {"freeze": args.freeze, "dropout": args.dropout}
+    return {k: v for k, v in extra.items() if v is not None}
+
+
+def _fraction(raw: str) -> float:
+    """An argparse ``type=`` for a probability in [0, 1) (``--dropout``)."""
+    try:
+        value = float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {raw!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, got {value}")
+    return value
 
 
 def _at_least_one(raw: str) -> int:

@@ -11,15 +11,17 @@ from typing import Any
 
 @dataclass(frozen=True, slots=True)
 class NewPrediction:
-    """A prediction to record: the detections of one image."""
+    """A prediction to record: the detections of one image, or its classes."""
 
     model_name: str  # the model file's name, or the registry model's name
     model_version: str | None  # the registry version; None for a file
     width: int  # image pixels
     height: int
-    detections: list[dict[str, Any]]  # Detection.to_dict() each
+    detections: list[dict[str, Any]]  # Detection.to_dict() each; [] for a classification
     timings: dict[str, float]  # stage -> milliseconds
     filename: str | None = None  # as the client named the file
+    task: str = "detect"  # "detect" (POST /api/predict) or "classify" (POST /api/classify)
+    labels: list[dict[str, Any]] | None = None  # classify: Label.to_dict() each, best first
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +37,8 @@ class PredictionRecord:
     detections: list[dict[str, Any]]
     timings: dict[str, float]
     filename: str | None
+    task: str
+    labels: list[dict[str, Any]]  # [] for a detection
 
 
 @dataclass(frozen=True, slots=True)

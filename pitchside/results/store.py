@@ -94,7 +94,7 @@ class ResultsStore:
         row = Prediction(
             model_name=new.model_name, model_version=new.model_version, width=new.width,
             height=new.height, detections=new.detections, timings=new.timings,
-            filename=new.filename,
+            filename=new.filename, task=new.task, labels=new.labels,
         )  # fmt: skip
         with self._session("recording a prediction") as session, session.begin():
             session.add(row)
@@ -108,15 +108,19 @@ class ResultsStore:
                 raise PredictionNotFoundError(f"no prediction with id {prediction_id}")
             return _prediction(row)
 
-    def list_predictions(self, limit: int, offset: int = 0) -> tuple[list[PredictionRecord], int]:
-        """Up to ``limit`` predictions after skipping ``offset``, newest first, and how many
-        there are in all."""
+    def list_predictions(
+        self, limit: int, offset: int = 0, task: str | None = None
+    ) -> tuple[list[PredictionRecord], int]:
+        """Up to ``limit`` predictions (of ``task`` only, if given) after skipping ``offset``,
+        newest first, and how many there are in all."""
+        where = [] if task is None else [Prediction.task == task]
         with self._session("listing predictions") as session:
-            total = session.scalar(select(func.count()).select_from(Prediction)) or 0
+            total = session.scalar(select(func.count()).select_from(Prediction).where(*where))
             rows = session.scalars(
-                select(Prediction).order_by(Prediction.id.desc()).limit(limit).offset(offset)
-            )
-            return [_prediction(row) for row in rows], total
+                select(Prediction).where(*where).order_by(Prediction.id.desc())
+                .limit(limit).offset(offset)
+            )  # fmt: skip
+            return [_prediction(row) for row in rows], total or 0
 
     # -------------------------------------------------------------------- uploads and jobs
 
@@ -295,6 +299,7 @@ def _prediction(row: Prediction) -> PredictionRecord:
         id=row.id, created=row.created, model_name=row.model_name,
         model_version=row.model_version, width=row.width, height=row.height,
         detections=list(row.detections), timings=dict(row.timings), filename=row.filename,
+        task=row.task, labels=list(row.labels or []),
     )  # fmt: skip
 
 

@@ -67,7 +67,8 @@ class Base(DeclarativeBase):
 
 
 class Prediction(Base):
-    """One image sent to ``POST /api/predict`` and what the detector found in it."""
+    """One image sent to ``POST /api/predict`` and what the detector found in it, or to
+    ``POST /api/classify`` and the classes the classifier gave it (``task``)."""
 
     __tablename__ = "predictions"
 
@@ -80,6 +81,8 @@ class Prediction(Base):
     detections: Mapped[list[Any]]
     timings: Mapped[dict[str, Any]]
     filename: Mapped[str | None] = mapped_column(String(255))
+    task: Mapped[str] = mapped_column(String(16), default="detect", server_default="detect")
+    labels: Mapped[list[Any] | None]
 
 
 class Upload(Base):

@@ -395,13 +395,16 @@ async def test_openapi_describes_predict_and_history(client: httpx.AsyncClient) 
     ok = predict["responses"]["200"]["content"]["application/json"]["schema"]
     assert ok["$ref"].endswith("/PredictionOut")
     history = spec["paths"]["/api/history"]["get"]
-    assert {p["name"] for p in history["parameters"]} == {"limit", "offset"}
+    assert {p["name"] for p in history["parameters"]} == {"limit", "offset", "task"}
     assert history["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith(
         "/HistoryPage"
     )
     assert set(spec["paths"]["/api/history/{prediction_id}"]["get"]["responses"]) >= {"200", "404"}
     schemas = spec["components"]["schemas"]
-    assert {"DetectionOut", "ModelOut", "Timings"} <= set(schemas)
+    assert {"DetectionOut", "LabelOut", "ModelOut", "Timings"} <= set(schemas)
+    classify = spec["paths"]["/api/classify"]["post"]
+    assert {"200", "400", "413", "415", "422", "503"} <= set(classify["responses"])
+    assert {p["name"] for p in classify["parameters"]} == {"top"}
 
 
 # -------------------------------------------------------------------- start-up

@@ -8,6 +8,7 @@ import random
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC
 from pathlib import Path
 
@@ -98,6 +99,35 @@ def test_migrations_applied_twice_in_a_row_change_nothing(store_url: str) -> Non
             versions = connection.execute(text("SELECT version_num FROM alembic_version")).all()
         assert versions == [(head(),)]
         assert ResultsStore(engine).list_predictions(10)[1] == 1
+    finally:
+        engine.dispose()
+
+
+def test_predictions_recorded_before_0003_are_kept_as_detections(store_url: str) -> None:
+    from alembic import command
+
+    from pitchside.results.migrate import alembic_config
+
+    engine = create_db_engine(store_url)
+    try:
+        # given a database at 0002 (before predictions had a task) holding a prediction
+        with engine.begin() as connection:
+            command.upgrade(alembic_config(connection), "0002")
+            connection.execute(text(
+                "INSERT INTO predictions (created, model_name, width, height, detections, "
+                "timings) VALUES (CURRENT_TIMESTAMP, 'old.onnx', 640, 480, '[]', '{}')"
+            ))  # fmt: skip
+        assert current(engine) == "0002"
+        # when it is migrated to head
+        assert upgrade(engine) == head()
+        # then the old row is a detection with no labels, and the filter counts it
+        store = ResultsStore(engine)
+        (old,), total = store.list_predictions(10, task="detect")
+        assert (old.model_name, old.task, old.labels, total) == ("old.onnx", "detect", [], 1)
+        store.add_prediction(replace(_prediction(2), task="classify", detections=[], labels=[
+            {"cls": 6, "label": "football", "score": 0.9}]))  # fmt: skip
+        assert store.list_predictions(10, task="classify")[1] == 1
+        assert store.list_predictions(10)[1] == 2
     finally:
         engine.dispose()
 

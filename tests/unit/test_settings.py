@@ -63,6 +63,8 @@ EVERY_VARIABLE: list[tuple[str, str, tuple[str, Any]]] = [
     ("PITCHSIDE_ICE_ADDRESSES", "127.0.0.1, ::1,127.0.0.1",
      ("ice_addresses", ("127.0.0.1", "::1"))),
     ("PITCHSIDE_MODEL", "models:/football@champion", ("model", "models:/football@champion")),
+    ("PITCHSIDE_CLASSIFIER", "models:/ball-classifier@champion",
+     ("classifier", "models:/ball-classifier@champion")),
     ("PITCHSIDE_WORKERS", "3", ("workers", 3)),
     ("PITCHSIDE_CONF", "0.4", ("conf", 0.4)),
     ("PITCHSIDE_IOU", "0.6", ("iou", 0.6)),
@@ -117,6 +119,11 @@ def test_every_settings_field_has_a_variable_in_the_table() -> None:
     # a new setting needs a row here and one in the README's configuration table
     fields = {f.name for f in dataclasses.fields(Settings)}
     assert fields == {field for _, _, (field, _) in EVERY_VARIABLE}
+
+
+def test_settings_classifier_uri_is_the_given_or_the_bundled_classifier() -> None:
+    assert Settings.from_env({"PITCHSIDE_CLASSIFIER": "/m/c.onnx"}).classifier_uri == "/m/c.onnx"
+    assert Settings.from_env({}).classifier_uri.endswith("models/ball-classifier.onnx")
 
 
 def test_settings_model_uri_is_the_given_model() -> None:
