@@ -41,6 +41,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("training.export_cli", "export a .pt to ONNX, optionally also INT8"),
     "models": ("training.models_cli", "list, promote and export registered models"),
     "bench": ("bench", "measure throughput and latency of the pipeline"),
+    "healthcheck": ("pitchside.healthcheck", "exit 0 when this container's service is healthy"),
 }
 
 

