@@ -3,9 +3,8 @@ image predictions and their history, uploads and analysis jobs.
 
 ``create_app(settings)`` builds a FastAPI app whose lifespan opens one Redis client, one
 :class:`~gateway.hub.Hub`, the results store (migrated to head), the image
-:class:`~gateway.predictor.Predictor` and the :class:`~gateway.jobs.JobKeeper`, and yields
-them as typed state
-(``request.state["redis"]``...).
+:class:`~gateway.predictor.Predictor` and :class:`~gateway.predictor.ImageClassifier`, and the
+:class:`~gateway.jobs.JobKeeper`, and yields them as typed state (``request.state["redis"]``...).
 Every error leaves as ``{"error": code, "detail": message}`` with its status; never a trace.
 """
 

@@ -305,6 +305,7 @@ async def test_header_that_is_not_utf8_is_harmless(gateway: Gateway) -> None:
         ("/api/streams", "application/x-www-form-urlencoded", b"source=%2Fa.mp4", (415, 422)),
         ("/api/jobs", "multipart/form-data; boundary=x", b"--x--\r\n", (415, 422)),
         ("/api/predict", "application/json", b"{}", (415,)),
+        ("/api/classify", "application/json", b"{}", (415,)),
         ("/api/uploads", "image/jpeg", b"\xff\xd8\xff", (415,)),
         ("/api/uploads", "multipart/form-data", b"no boundary", (400, 415)),
         ("/whip/cam", "application/json", b"{}", (415,)),

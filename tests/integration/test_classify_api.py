@@ -8,6 +8,7 @@ real redis-server and the results store in a SQLite file of the test's own.
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from tests.conftest import ASSETS, require_asset
 from tests.integration.test_gateway_api import serving
 
 VAL = ASSETS / "datasets" / "sports-balls" / "val"
+OPERATOR = "op-token-0123456789abcdef"
+VIEWER = "view-token-0123456789abcdef"
 
 
 def _val_image(cls: str, index: int = 0) -> Path:
@@ -56,29 +59,44 @@ async def _classify(
     )
 
 
-async def test_default_classifier_knows_a_football(client: httpx.AsyncClient) -> None:
-    # given a photograph of a football from the held-out split
-    image = _val_image("football")
+async def test_classify_answers_the_five_most_probable_labels_and_the_model(
+    client: httpx.AsyncClient,
+) -> None:
+    # given a photograph of a ball from the held-out split
+    image = _val_image("tennis_ball")
     # when it is posted
     resp = await _classify(client, image.read_bytes(), image.name)
-    # then 200: five labels, most probable first, football on top, and the model named
+    # then 200: five distinct labels, most probable first, probabilities summing to at most 1
     assert resp.status_code == 200, resp.text
     body = resp.json()
     assert body["task"] == "classify" and body["detections"] == []
     labels = body["labels"]
-    assert len(labels) == 5 and labels[0]["label"] == "football", labels
+    assert len(labels) == 5 and len({label["cls"] for label in labels}) == 5, labels
     scores = [label["score"] for label in labels]
-    assert scores == sorted(scores, reverse=True) and 0 < sum(scores) <= 1 + 1e-6
-    assert len({label["cls"] for label in labels}) == 5
+    assert scores == sorted(scores, reverse=True), scores
+    assert 0 < sum(scores) <= 1 + 1e-6, scores
+    # and the model, the image's size, its name and the timings are those of this upload
     assert body["model"] == {
         "id": "ball-classifier.onnx",
         "name": "ball-classifier.onnx",
         "version": None,
     }
-    image_h, image_w = cv2.imread(str(image)).shape[:2]
+    image_h, image_w = _read(image).shape[:2]
     assert (body["width"], body["height"], body["filename"]) == (image_w, image_h, image.name)
     assert set(body["timings"]) == {"decode_ms", "wait_ms", "inference_ms", "total_ms"}
     assert body["timings"]["inference_ms"] > 0
+    assert body["timings"]["total_ms"] >= body["timings"]["inference_ms"]
+
+
+async def test_default_classifier_knows_a_football(client: httpx.AsyncClient) -> None:
+    # given a photograph of a football from the held-out split
+    image = _val_image("football")
+    # when it is posted to a gateway with the default classifier
+    resp = await _classify(client, image.read_bytes(), image.name)
+    # then football is the most probable label
+    assert resp.status_code == 200, resp.text
+    labels = resp.json()["labels"]
+    assert labels[0]["label"] == "football", labels
 
 
 async def test_a_classification_is_kept_in_the_history_apart_from_detections(
@@ -117,8 +135,14 @@ async def test_top_asks_for_up_to_the_models_classes(client: httpx.AsyncClient) 
         assert resp.json()["error"] == "invalid_request"
 
 
+def _read(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path))
+    assert isinstance(image, np.ndarray), f"OpenCV cannot read {path}"
+    return image
+
+
 def _encoded(path: Path, ext: str) -> bytes:
-    ok, buf = cv2.imencode(ext, cv2.imread(str(path)))
+    ok, buf = cv2.imencode(ext, _read(path))
     assert ok
     return bytes(buf.tobytes())
 
@@ -193,6 +217,53 @@ async def test_an_unloadable_classifier_answers_503_and_is_retried(
         # predictions of the detector are unaffected
         detected = await client.post("/api/predict", files={"file": ("b.jpg", jpeg)}, timeout=60)
         assert detected.status_code == 200, detected.text
+
+
+async def test_a_classifier_that_appears_after_a_failed_load_is_loaded_at_the_next_request(
+    classify_settings: Settings, redis: Redis, tmp_path: Path
+) -> None:
+    # given a gateway whose classifier file is not there yet
+    later = tmp_path / "later-classifier.onnx"
+    jpeg = _val_image("football").read_bytes()
+    async with serving(create_app(classify_settings.replace(classifier=str(later)))) as client:
+        refused = await _classify(client, jpeg)
+        assert refused.status_code == 503 and refused.json()["error"] == "model_unavailable"
+        # when the file is put in place
+        shutil.copyfile(default_classifier_path(), later)
+        # then the next request loads it and is answered, with the model it loaded
+        resp = await _classify(client, jpeg)
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["model"]["name"] == later.name
+        assert len(resp.json()["labels"]) == 5
+
+
+async def test_classify_needs_the_operators_token_as_predict_does(
+    classify_settings: Settings, redis: Redis
+) -> None:
+    # given a gateway with an operator's and a viewer's token
+    secured = classify_settings.replace(token=OPERATOR, viewer_token=VIEWER)
+    jpeg = _val_image("football").read_bytes()
+    async with serving(create_app(secured)) as client:
+        for path in ("/api/predict", "/api/classify"):
+            # when an image is posted without a token, with the viewer's and the operator's
+            answers = [
+                await client.post(
+                    path, files={"file": ("b.jpg", jpeg, "image/jpeg")}, headers=headers,
+                    timeout=60,
+                )
+                for headers in ({}, _bearer(VIEWER), _bearer(OPERATOR))
+            ]  # fmt: skip
+            # then only the operator's is served, for predict and classify alike
+            statuses = [(r.status_code, r.json().get("error")) for r in answers]
+            assert statuses[:2] == [(401, "unauthorized"), (403, "read_only")], (path, statuses)
+            assert statuses[2][0] == 200, (path, answers[2].text)
+        # and the history (a read) is open to the viewer, holding the two served images
+        history = await client.get("/api/history", headers=_bearer(VIEWER))
+        assert history.status_code == 200 and history.json()["total"] == 2
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
 
 
 async def test_a_burst_beyond_the_places_is_told_to_come_back(
