@@ -32,19 +32,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=TIMEOUT_S, help="seconds to wait")
 
 
-def health_url(settings: Settings, environ_url: str | None) -> str:
+def health_url(settings: Settings) -> str:
     """The URL this container's service answers on, by the rules of the module docs."""
-    if environ_url:
-        return environ_url
+    if settings.health_url:
+        return settings.health_url
     if settings.metrics_port:
         return f"http://127.0.0.1:{settings.metrics_port}/metrics"
     return f"http://127.0.0.1:{settings.port}/healthz"
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    import os
-
-    url = args.url or health_url(settings, os.environ.get("PITCHSIDE_HEALTH_URL"))
+    url = args.url or health_url(settings)
     request = urllib.request.Request(url, headers=auth_headers(settings))
     try:
         with urllib.request.urlopen(request, timeout=args.timeout) as response:

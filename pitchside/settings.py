@@ -148,6 +148,7 @@ class Settings:
     # Metrics
     metrics_host: str = "127.0.0.1"  # PITCHSIDE_METRICS_HOST; ingest's and workers' /metrics
     metrics_port: int = 0  # PITCHSIDE_METRICS_PORT; 0: a free port the OS picks
+    health_url: str | None = None  # PITCHSIDE_HEALTH_URL; what `pitchside healthcheck` asks
     metrics_max_streams: int = 100  # PITCHSIDE_METRICS_MAX_STREAMS; the rest: stream="other"
     grafana_url: str | None = None  # PITCHSIDE_GRAFANA_URL; the viewer links there; None: no link
 
@@ -276,6 +277,7 @@ class Settings:
             mlflow_tracking_uri=env.get("MLFLOW_TRACKING_URI") or None,
             metrics_host=env.get("PITCHSIDE_METRICS_HOST") or "127.0.0.1",
             metrics_port=r.get("PITCHSIDE_METRICS_PORT", int, 0, lo=0, hi=65535),
+            health_url=env.get("PITCHSIDE_HEALTH_URL") or None,
             metrics_max_streams=r.get("PITCHSIDE_METRICS_MAX_STREAMS", int, 100, lo=0, hi=100_000),
             grafana_url=_grafana_url(env.get("PITCHSIDE_GRAFANA_URL", "")),
             token=_token(env, "PITCHSIDE_TOKEN"),

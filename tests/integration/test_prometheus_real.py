@@ -264,7 +264,9 @@ def test_the_scraped_values_are_sane(observed: Observed) -> None:
     inferred = value(f"sum(increase(pitchside_worker_frames_inferred_total{{{stream}}}[1h]))")
     delivered = value(f"sum(increase(pitchside_gateway_frames_total{{{stream}}}[1h]))")
     tracked = value(f"sum(increase(pitchside_tracker_frames_total{{{stream}}}[1h]))")
-    assert 0 < tracked <= inferred * 1.05, (tracked, inferred)
+    # increase() extrapolates each series to the window's edges on its own, and the tracker
+    # and the worker are scraped at different moments: on ~90 frames that is several percent
+    assert 0 < tracked <= inferred * 1.1, (tracked, inferred)
     assert value(f"max(max_over_time(pitchside_tracker_active_tracks{{{stream}}}[1h]))") > 0
     assert published > 0 and 0 < inferred <= published * 1.05 and 0 < delivered, (
         published, inferred, delivered,

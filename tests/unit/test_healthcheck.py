@@ -39,9 +39,12 @@ def server() -> Iterator[int]:
 def test_the_url_follows_the_service_the_container_runs():
     gateway = Settings.from_env({"PITCHSIDE_PORT": "8080"})
     worker = Settings.from_env({"PITCHSIDE_METRICS_PORT": "9102"})
-    assert health_url(gateway, None) == "http://127.0.0.1:8080/healthz"
-    assert health_url(worker, None) == "http://127.0.0.1:9102/metrics"
-    assert health_url(worker, "http://127.0.0.1:1/x") == "http://127.0.0.1:1/x"
+    given = Settings.from_env(
+        {"PITCHSIDE_METRICS_PORT": "9102", "PITCHSIDE_HEALTH_URL": "http://127.0.0.1:1/x"}
+    )
+    assert health_url(gateway) == "http://127.0.0.1:8080/healthz"
+    assert health_url(worker) == "http://127.0.0.1:9102/metrics"
+    assert health_url(given) == "http://127.0.0.1:1/x"
 
 
 def test_healthy_is_0_unhealthy_is_1(server: int, monkeypatch, capsys):

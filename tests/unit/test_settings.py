@@ -63,6 +63,7 @@ EVERY_VARIABLE: list[tuple[str, str, tuple[str, Any]]] = [
     ("PITCHSIDE_ICE_ADDRESSES", "127.0.0.1, ::1,127.0.0.1",
      ("ice_addresses", ("127.0.0.1", "::1"))),
     ("PITCHSIDE_MODEL", "models:/football@champion", ("model", "models:/football@champion")),
+    ("PITCHSIDE_HEALTH_URL", "http://127.0.0.1:9/x", ("health_url", "http://127.0.0.1:9/x")),
     ("PITCHSIDE_CLASSIFIER", "models:/ball-classifier@champion",
      ("classifier", "models:/ball-classifier@champion")),
     ("PITCHSIDE_WORKERS", "3", ("workers", 3)),
