@@ -26,7 +26,7 @@ after a failover; the credentials are the master's.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
@@ -143,7 +143,10 @@ def _sentinel_master(url: str, options: dict[str, Any]) -> Redis:
             "REDIS_URL: a Sentinel URL is redis+sentinel://[user:password@]host:port"
             "[,host:port...]/service[/db]"
         )
-    sentinel = Sentinel(  # type: ignore[no-untyped-call]
+    # redis-py types Sentinel.__init__ from 8.2 on, not before: call it through a typed name,
+    # which both accept without an ignore that one of them would call unused
+    new_sentinel: Callable[..., Sentinel] = Sentinel
+    sentinel = new_sentinel(
         sentinels, sentinel_kwargs={"socket_connect_timeout": CONNECT_TIMEOUT_S}, **options
     )
     return cast(
