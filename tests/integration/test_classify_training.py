@@ -104,8 +104,10 @@ def test_engine_agrees_with_ultralytics_validation(tiny_run: TrainResult, staged
     # and Ultralytics' final validation of best.pt gives the engine's top-1 and top-5
     mlflow = tracking_store(store, CLASSIFIER_EXPERIMENT)
     final = mlflow.MlflowClient().get_run(tiny_run.run_id).data.metrics
-    assert ours.top1 == pytest.approx(final["final/ultralytics/top1"], abs=1e-6)
-    assert ours.top5 == pytest.approx(final["final/ultralytics/top5"], abs=1e-6)
+    # within one image: a two-epoch model has near-ties that batching may flip
+    one = 1 / ours.images + 1e-6
+    assert ours.top1 == pytest.approx(final["final/ultralytics/top1"], abs=one)
+    assert ours.top5 == pytest.approx(final["final/ultralytics/top5"], abs=one)
 
 
 def test_evaluate_cli_scores_a_classifier(tiny_run: TrainResult, staged: Path, tmp_path, capsys):
