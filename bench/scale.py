@@ -61,7 +61,7 @@ from typing import Any
 
 import httpx
 
-from bench import soak, up
+from bench import CLIP_NAME, DEFAULT_ASSETS, soak, up
 from bench.common import run_part
 from bench.scale_stats import (
     CAMERA_BITRATE_BPS,
@@ -83,9 +83,6 @@ from pitchside.errors import BenchError
 from pitchside.service import run_async
 from pitchside.settings import default_model_path, usable_cores
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_ASSETS = REPO.parent / "shared" / "assets"
-CLIP_NAME = "08fd33_4.mp4"
 PARTS = ("workers", "batch", "components")
 VIA = ("engine", "worker")
 

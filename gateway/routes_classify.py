@@ -19,7 +19,7 @@ from fastapi import APIRouter, Query, Request
 from gateway import multipart
 from gateway.image_probe import ACCEPTED
 from gateway.predictions import PredictionOut
-from gateway.routes_predict import FIELD, decode_upright, read_image_upload
+from gateway.routes_predict import FIELD, decode_upright, read_image_upload, timings
 from pitchside.results import NewPrediction
 
 if TYPE_CHECKING:
@@ -73,12 +73,8 @@ async def classify(
             model_name=classified.model.name, model_version=classified.model.version,
             width=width, height=height, detections=[], task="classify",
             labels=[label.to_dict() for label in classified.labels],
-            timings={
-                "decode_ms": round((decoded - received) * 1000, 2),
-                "wait_ms": round(classified.wait_ms, 2),
-                "inference_ms": round(classified.inference_ms, 2),
-                "total_ms": round(total_ms, 2),
-            },
+            timings=timings(decoded - received, classified.wait_ms,
+                            classified.inference_ms, total_ms),
             filename=multipart.clean_filename(upload.filename),
         ),
     )  # fmt: skip

@@ -68,12 +68,8 @@ async def predict(request: Request) -> PredictionOut:
             model_name=detected.model.name, model_version=detected.model.version,
             width=width, height=height,
             detections=[d.to_dict() for d in detected.detections],
-            timings={
-                "decode_ms": round((decoded - received) * 1000, 2),
-                "wait_ms": round(detected.wait_ms, 2),
-                "inference_ms": round(detected.inference_ms, 2),
-                "total_ms": round(total_ms, 2),
-            },
+            timings=timings(decoded - received, detected.wait_ms, detected.inference_ms,
+                            total_ms),
             filename=multipart.clean_filename(upload.filename),
         ),
     )  # fmt: skip
@@ -82,6 +78,18 @@ async def predict(request: Request) -> PredictionOut:
         record.id, info.format, width, height, len(record.detections), total_ms,
     )  # fmt: skip
     return PredictionOut.of(record)
+
+
+def timings(
+    decode_s: float, wait_ms: float, inference_ms: float, total_ms: float
+) -> dict[str, float]:
+    """An image prediction's recorded timings, in ms to the hundredth."""
+    return {
+        "decode_ms": round(decode_s * 1000, 2),
+        "wait_ms": round(wait_ms, 2),
+        "inference_ms": round(inference_ms, 2),
+        "total_ms": round(total_ms, 2),
+    }
 
 
 async def read_image_upload(request: Request) -> tuple[multipart.FilePart, ImageInfo]:

@@ -24,7 +24,7 @@ from training import classify_data
 from training.classify_eval import ClassifyResult, evaluate_classifier
 from training.classify_train import folder_trainer, load_classifier_base
 from training.tracking import CLASSIFIER_EXPERIMENT, code_version
-from training.train import TrainConfig, TrainResult, export_onnx, sha256_file
+from training.train import TrainConfig, TrainResult, epoch_logger, export_onnx, sha256_file
 from training.ultra import import_ultralytics
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ def train_classifier(cfg: TrainConfig, settings: Settings) -> TrainResult:
         mlflow.set_tags({"pitchside.stage": "train", "pitchside.task": "classify",
                          "code_version": code_version()})  # fmt: skip
         mlflow.log_params(_params(cfg, staged, fingerprint))
-        model.add_callback("on_fit_epoch_end", _epoch_logger(mlflow))
+        model.add_callback("on_fit_epoch_end", epoch_logger(mlflow, "classify"))
         train_args: dict[str, Any] = dict(
             data=str(staged.root), epochs=cfg.epochs, imgsz=cfg.imgsz, batch=cfg.batch,
             patience=cfg.patience, optimizer=cfg.optimizer, seed=cfg.seed, device=cfg.device,
@@ -109,25 +109,6 @@ def _params(cfg: TrainConfig, folders: classify_data.ImageFolders, fp: str) -> d
         **{f"data_images_{s}": len(samples) for s, samples in folders.splits.items()},
     )
     return {k: str(v) for k, v in params.items()}
-
-
-def _epoch_logger(mlflow: Any) -> Any:
-    def on_fit_epoch_end(trainer: Any) -> None:
-        epoch = trainer.epoch + 1
-        if epoch > trainer.epochs:  # Ultralytics' final validation of best.pt calls this too
-            return
-        values = {**trainer.label_loss_items(trainer.tloss, prefix="train"), **trainer.metrics}
-        values.update({f"lr/{k}": v for k, v in trainer.lr.items()})
-        metrics = {k.replace("accuracy_", ""): float(v) for k, v in values.items()}
-        metrics["epoch_time_s"] = float(trainer.epoch_time or 0.0)
-        mlflow.log_metrics(metrics, step=epoch)
-        log.info(
-            "epoch %d/%d: top-1 %.3f top-5 %.3f (%.0f s)",
-            epoch, trainer.epochs, metrics.get("metrics/top1", 0.0),
-            metrics.get("metrics/top5", 0.0), metrics["epoch_time_s"],
-        )  # fmt: skip
-
-    return on_fit_epoch_end
 
 
 def _log_report(mlflow: Any, scored: ClassifyResult, out: Path) -> None:

@@ -106,7 +106,7 @@ def train(cfg: TrainConfig, settings: Settings) -> TrainResult:
     with mlflow.start_run(run_name=name) as run:
         mlflow.set_tags({"pitchside.stage": "train", "code_version": code_version()})
         mlflow.log_params(_params(cfg, ds, fingerprint))
-        model.add_callback("on_fit_epoch_end", _epoch_logger(mlflow))
+        model.add_callback("on_fit_epoch_end", epoch_logger(mlflow))
         train_args: dict[str, Any] = dict(
             data=str(staged), epochs=cfg.epochs, imgsz=cfg.imgsz, batch=cfg.batch,
             patience=cfg.patience, optimizer=cfg.optimizer, close_mosaic=cfg.close_mosaic,
@@ -179,20 +179,32 @@ def _metric_name(key: str) -> str:
     return key.replace("(B)", "").replace("(", "").replace(")", "")
 
 
-def _epoch_logger(mlflow: Any) -> Any:
+#: The two figures an epoch's log line shows, per task: (metric key, label).
+HEADLINES = {
+    "detect": (("metrics/mAP50", "mAP50"), ("metrics/mAP50-95", "mAP50-95")),
+    "classify": (("metrics/top1", "top-1"), ("metrics/top5", "top-5")),
+}
+
+
+def epoch_logger(mlflow: Any, task: str = "detect") -> Any:
+    """An Ultralytics ``on_fit_epoch_end`` callback logging each epoch's losses, metrics and
+    learning rates to MLflow at its step, and one line with the task's two headline figures.
+    Classification's ``metrics/accuracy_top1`` is logged as ``metrics/top1``."""
+    (first, first_label), (second, second_label) = HEADLINES[task]
+
     def on_fit_epoch_end(trainer: Any) -> None:
         epoch = trainer.epoch + 1
         if epoch > trainer.epochs:  # Ultralytics' final validation of best.pt calls this too
             return
         values = {**trainer.label_loss_items(trainer.tloss, prefix="train"), **trainer.metrics}
         values.update({f"lr/{k}": v for k, v in trainer.lr.items()})
-        metrics = {_metric_name(k): float(v) for k, v in values.items()}
+        metrics = {_metric_name(k).replace("accuracy_", ""): float(v) for k, v in values.items()}
         metrics["epoch_time_s"] = float(trainer.epoch_time or 0.0)
         mlflow.log_metrics(metrics, step=epoch)
         log.info(
-            "epoch %d/%d: mAP50 %.3f mAP50-95 %.3f (%.0f s)",
-            epoch, trainer.epochs, metrics.get("metrics/mAP50", 0.0),
-            metrics.get("metrics/mAP50-95", 0.0), metrics["epoch_time_s"],
+            "epoch %d/%d: %s %.3f %s %.3f (%.0f s)",
+            epoch, trainer.epochs, first_label, metrics.get(first, 0.0),
+            second_label, metrics.get(second, 0.0), metrics["epoch_time_s"],
         )  # fmt: skip
 
     return on_fit_epoch_end

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from pitchside.settings import Settings, imgsz_arg
 
 if TYPE_CHECKING:
-    from training.train import TrainConfig
+    from training.promote import PromotionOutcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,59 +121,43 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         extra=_extra(args),
     )  # fmt: skip
     promoting = cfg.export and not args.no_promote
-    if args.task == "classify":
-        return _run_classify(cfg, settings, promoting, split, max_drop)
-    from training.train import check_inputs, train
-
     # A user's mistake fails here, not after the training: the promotion's split included.
-    ds = check_inputs(cfg)
-    if promoting:
-        ds.require_images(split)
-    result = train(cfg, settings)
-    summary: dict[str, Any] = {
-        "run_id": result.run_id,
-        "best_pt": str(result.best_pt),
-        "onnx": str(result.onnx) if result.onnx else None,
-        "metrics": result.metrics,
-    }
-    if result.onnx is not None and promoting:
-        from training.promote import promote
-
-        outcome = promote(
-            result.run_id, result.onnx, args.data, settings, split=split, imgsz=imgsz,
-            max_class_drop=max_drop,
-        )  # fmt: skip
-        summary.update(
-            version=outcome.version,
-            promoted=outcome.decision.promote,
-            reasons=outcome.decision.reasons,
-        )
-    print(json.dumps(summary, indent=2))
-    return 0
-
-
-def _run_classify(
-    cfg: TrainConfig, settings: Settings, promoting: bool, split: str, max_drop: float
-) -> int:
-    from training.classify import check_classify_inputs, train_classifier
-
-    folders = check_classify_inputs(cfg)  # a user's mistake fails before the training
-    if promoting:
-        folders.samples(split)
-    result = train_classifier(cfg, settings)
-    summary: dict[str, Any] = {
-        "run_id": result.run_id,
-        "best_pt": str(result.best_pt),
-        "onnx": str(result.onnx) if result.onnx else None,
-        "metrics": result.metrics,
-    }
-    if result.onnx is not None and promoting:
+    if args.task == "classify":
+        from training.classify import check_classify_inputs, train_classifier
         from training.promote import promote_classifier
 
-        outcome = promote_classifier(
-            result.run_id, result.onnx, cfg.data, settings, split=split,
-            max_recall_drop=max_drop,
-        )  # fmt: skip
+        folders = check_classify_inputs(cfg)
+        if promoting:
+            folders.samples(split)
+        result = train_classifier(cfg, settings)
+
+        def challenge(run_id: str, onnx: Path) -> PromotionOutcome:
+            return promote_classifier(
+                run_id, onnx, cfg.data, settings, split=split, max_recall_drop=max_drop
+            )
+    else:
+        from training.promote import promote
+        from training.train import check_inputs, train
+
+        ds = check_inputs(cfg)
+        if promoting:
+            ds.require_images(split)
+        result = train(cfg, settings)
+
+        def challenge(run_id: str, onnx: Path) -> PromotionOutcome:
+            return promote(
+                run_id, onnx, cfg.data, settings, split=split, imgsz=imgsz,
+                max_class_drop=max_drop,
+            )  # fmt: skip
+
+    summary: dict[str, Any] = {
+        "run_id": result.run_id,
+        "best_pt": str(result.best_pt),
+        "onnx": str(result.onnx) if result.onnx else None,
+        "metrics": result.metrics,
+    }
+    if result.onnx is not None and promoting:
+        outcome = challenge(result.run_id, result.onnx)
         summary.update(
             version=outcome.version,
             promoted=outcome.decision.promote,
