@@ -34,7 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tracker": ("tracker.__main__", "run the tracker: one owner per stream, tracks and teams"),
     "gateway": ("gateway.__main__", "run the gateway: REST API, WebSocket fan-out, viewer"),
     "analyse": ("pitchside.analyse_cli", "upload a match video, analyse every frame, download"),
-    "train": ("training.train_cli", "fine-tune a detector and track the run in MLflow"),
+    "train": ("training.train_cli", "fine-tune a detector or a classifier, tracked in MLflow"),
     "evaluate": ("training.evaluate_cli", "score a model on the held-out split"),
     "track": ("tracker.track_cli", "track MOTChallenge detections offline, as the stage does"),
     "track-eval": ("tracker.eval_cli", "score MOTChallenge tracks: HOTA, IDF1, MOTA, ID switches"),
